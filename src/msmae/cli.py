@@ -1,0 +1,75 @@
+"""The ``msmae`` command line.
+
+Each sub-command lives in its own module under :mod:`msmae.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
+arguments and returning an exit status. Command modules import heavy libraries (torch,
+mediapipe, transformers) inside their ``run`` functions so that ``msmae --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Order = order in ``msmae --help``.
+COMMANDS: dict[str, str] = {
+    "inspect": "msmae.commands.inspect",
+    "extract": "msmae.commands.extract",
+    "pack": "msmae.commands.pack",
+    "pretrain": "msmae.commands.pretrain",
+    "finetune": "msmae.commands.finetune",
+    "probe": "msmae.commands.probe",
+    "evaluate": "msmae.commands.evaluate",
+    "predict": "msmae.commands.predict",
+    "attention": "msmae.commands.attention",
+    "score": "msmae.commands.score",
+    "demo": "msmae.commands.demo",
+}
+
+
+class CommandError(Exception):
+    """An expected failure (bad input, missing file): printed as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msmae",
+        description="MS-MAE: multi-stream masked autoencoder for sign-language keypoints. "
+        "video -> keypoints -> corpus -> pre-training -> ISLR / SLT -> attention analysis.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:  # a command not built into this install
+            if e.name == module:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as e:
+        print(f"msmae {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"msmae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
