@@ -1,0 +1,21 @@
+"""Finding which task a run directory belongs to."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+
+def task_module(run_dir: str | Path):
+    """The task module (msmae.tasks.islr / .slt) that made ``run_dir``."""
+    from msmae.cli import CommandError
+    from msmae.train.checkpoint import CheckpointError, read_checkpoint_config
+
+    try:
+        task = read_checkpoint_config(run_dir).get("task")
+    except CheckpointError as e:
+        raise CommandError(str(e)) from None
+    if task not in ("islr", "slt"):
+        raise CommandError(f"{run_dir}: a {task!r} run; evaluate/predict need an ISLR or SLT run "
+                           f"(`msmae finetune islr|slt` or `msmae probe`)")
+    return importlib.import_module(f"msmae.tasks.{task}")

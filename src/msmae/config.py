@@ -1,0 +1,176 @@
+"""Configuration: nested dataclasses with the paper's values as defaults, YAML overrides and
+``--set key=value`` dotted overrides.
+
+A task defines its config as a tree of dataclasses. ``load_config(Cls, "configs/x.yaml",
+["model.size=tiny", "train.steps=200"])`` starts from the defaults, applies the YAML file (a small
+override, not a full copy) and then each ``--set``. Unknown keys are errors, so a typo never
+silently does nothing. The resolved config is saved with every run (``save_yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the config's fields."""
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Dataclass tree -> plain dict (for YAML/JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to the field's declared type where that is unambiguous."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, key) for v in value]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _apply(cfg: Any, data: dict, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    types = _field_types(type(cfg))
+    changes = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if k not in types:
+            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(types))}")
+        tp = types[k]
+        if _is_dataclass_type(tp):
+            changes[k] = _apply(getattr(cfg, k), v or {}, key + ".")
+        elif typing.get_origin(tp) is dict and isinstance(v, dict):
+            # Mappings merge (so ``--set model.extra.dim=256`` adds one key).
+            changes[k] = {**(getattr(cfg, k) or {}), **v}
+        else:
+            changes[k] = _coerce(v, tp, key)
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.steps=200"`` -> (["train", "steps"], 200); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.steps=200)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _nest(path: list[str], value: Any) -> dict:
+    out: Any = value
+    for part in reversed(path):
+        out = {part: out}
+    return out
+
+
+def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
+    for item in overrides or ():
+        path, value = parse_override(item)
+        cfg = _apply(cfg, _nest(path, value))
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return data or {}
+
+
+def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Iterable[str] = (),
+                *, base: T | None = None) -> T:
+    """Defaults of ``cls`` (or ``base``) <- YAML file <- ``key=value`` overrides."""
+    cfg = base if base is not None else cls()
+    if yaml_path:
+        cfg = _apply(cfg, load_yaml(yaml_path))
+    return apply_overrides(cfg, overrides)
+
+
+def config_from_dict(cls: type[T], data: dict) -> T:
+    """Rebuild a config saved by :func:`save_yaml` / :func:`config_to_dict`."""
+    return _apply(cls(), data)
+
+
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    from msmae.utils import atomic_write_text
+
+    data = cfg if isinstance(cfg, dict) else config_to_dict(cfg)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

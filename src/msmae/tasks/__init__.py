@@ -1,0 +1,1 @@
+"""Task wiring: configs, training loops and evaluation for pre-training, ISLR and SLT."""

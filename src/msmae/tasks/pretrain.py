@@ -1,0 +1,451 @@
+"""MS-MAE pre-training (paper 4.1): windows from a packed corpus, masked reconstruction, AdamW with
+warm-up + cosine, checkpoints, exact resume, torchrun/DDP.
+
+Exact resume: the sample drawn at global position k (per rank) and the mask of step s are pure
+functions of (seed, k) and (seed, s, rank), so a resumed run sees the same data and masks as an
+uninterrupted one; model, optimiser, scheduler and RNG states come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msmae.tasks.common import ModelSection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MaskSection:
+    ratio: float = 0.5                  # r: fraction of each stream's tokens that is masked
+    mode: str = "diff"                  # "diff" (DiffMask) or "same" (SameMask)
+
+
+@dataclass
+class DataSection:
+    window: int = 600                   # consecutive frames drawn per sample
+    frame_stride: int = 2               # every n-th frame of the window is kept (600 -> 300)
+    holdout_fraction: float = 0.05      # videos held out for the eval loss (chosen by id hash)
+    max_holdout_videos: int = 200       # at most this many held-out videos
+    eval_windows: int = 128             # held-out windows scored at each evaluation
+    num_workers: int = 2                # DataLoader worker processes per rank
+
+
+@dataclass
+class TrainSection:
+    steps: int = 120_000                # optimiser steps (paper: 120K)
+    batch_size: int = 256               # samples per optimiser step over all processes (paper: unstated)
+    grad_accum: int = 1                 # micro-batches per optimiser step (per process)
+    lr: float = 8e-4                    # peak learning rate (paper)
+    min_lr_ratio: float = 0.0           # final lr = min_lr_ratio * lr
+    warmup_steps: int = 2000            # linear warm-up steps (paper: 2K)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas (paper)
+    weight_decay: float = 0.05          # AdamW weight decay (paper: unstated; MAE's value)
+    grad_clip: float = 0.0              # max gradient norm, 0 = off
+    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    device: str = "auto"                # auto | cpu | cuda
+    seed: int = 0
+    checkpoint_every: int = 1000        # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 3           # newest step checkpoints kept (0 = all)
+    log_every: int = 50                 # steps between log lines / TensorBoard points
+    eval_every: int = 0                 # steps between held-out evaluations (0 = at the end only)
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    mask: MaskSection = field(default_factory=MaskSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    init: str | None = None             # continual pre-training: start from this checkpoint's encoder
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _holdout_split(ids: list[str], fraction: float, max_videos: int) -> tuple[list[int], list[int]]:
+    """(train indices, held-out indices), chosen by a stable hash of the video id."""
+    n = len(ids)
+    k = min(max_videos, int(round(fraction * n))) if n >= 2 else 0
+    if fraction > 0 and n >= 2:
+        k = max(k, 1)
+    order = sorted(range(n), key=lambda i: hashlib.sha1(ids[i].encode()).hexdigest())
+    held = sorted(order[:k])
+    train = sorted(order[k:])
+    return train, held
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Sample k of this rank -> a window of one video.
+
+    Per epoch the training videos are shuffled with (seed, epoch); rank r takes positions
+    r, r + W, r + 2W, ... so ranks read disjoint parts. The window start is drawn from
+    (seed, epoch, video). Output: coords (L, K, 2) float32, present (L, K) bool, frame_valid (L,) bool,
+    with L = window / frame_stride; short videos are padded (frame_valid False).
+    """
+
+    def __init__(self, corpus, videos: list[int], *, keypoints: list[int], window: int, frame_stride: int,
+                 seed: int, rank: int = 0, world_size: int = 1, length: int = 1 << 62):
+        if not videos:
+            raise ValueError("no training videos in the corpus")
+        self.corpus, self.videos, self.keypoints = corpus, list(videos), np.asarray(keypoints)
+        self.window, self.stride, self.seed = window, frame_stride, seed
+        self.rank, self.world = rank, world_size
+        self.per_rank = max(1, math.ceil(len(self.videos) / world_size))
+        self.length = length
+        self.out_len = math.ceil(window / frame_stride)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def locate(self, k: int) -> tuple[int, int]:
+        """Sample k of this rank -> (video index in corpus, window start frame)."""
+        epoch, pos = divmod(k, self.per_rank)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.videos))
+        video = self.videos[perm[(pos * self.world + self.rank) % len(self.videos)]]
+        n = self.corpus.entries[video].length
+        rng = np.random.default_rng([self.seed, epoch, video, 7])
+        start = int(rng.integers(0, n - self.window + 1)) if n > self.window else 0
+        return video, start
+
+    def load(self, video: int, start: int) -> dict[str, torch.Tensor]:
+        c, p = self.corpus.frames(video, start, start + self.window, self.stride)
+        c, p = c[:, self.keypoints], p[:, self.keypoints]
+        n = c.shape[0]
+        coords = np.zeros((self.out_len, len(self.keypoints), 2), np.float32)
+        present = np.zeros((self.out_len, len(self.keypoints)), bool)
+        valid = np.zeros(self.out_len, bool)
+        coords[:n], present[:n], valid[:n] = c, p, True
+        coords[~present] = 0.0
+        return {"coords": torch.from_numpy(coords), "present": torch.from_numpy(present),
+                "frame_valid": torch.from_numpy(valid)}
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        return self.load(*self.locate(k))
+
+
+class _FromSampler(torch.utils.data.Sampler):
+    """Indices start, start+1, ... (the data position of a resumed run)."""
+
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def eval_windows(corpus, videos: list[int], count: int, window: int, seed: int) -> list[tuple[int, int]]:
+    """Fixed (video, start) pairs for evaluation, spread over the given videos."""
+    rng = np.random.default_rng([seed, 99991])
+    out = []
+    for j in range(count):
+        v = videos[j % len(videos)]
+        n = corpus.entries[v].length
+        out.append((v, int(rng.integers(0, n - window + 1)) if n > window else 0))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def masked_target_weight(masked: torch.Tensor, present: torch.Tensor, frame_valid: torch.Tensor,
+                         cubelet: int, layout) -> torch.Tensor:
+    """Which (frame, keypoint) targets the loss counts: keypoint present, frame valid, its token masked.
+
+    masked (B, P, Nt) bool; present (B, T, K); frame_valid (B, T) -> (B, T, K) bool.
+    """
+    B, T, K = present.shape
+    per_frame = masked.repeat_interleave(cubelet, dim=2)[:, :, :T]  # (B, P, T)
+    sizes = [s.size for s in layout.streams]
+    per_point = torch.cat([per_frame[:, i, :, None].expand(B, T, n) for i, n in enumerate(sizes)], dim=2)
+    return per_point & present & frame_valid[:, :, None]
+
+
+def mean_baseline_stats(corpus, videos: list[int], keypoints: list[int], max_videos: int = 500) -> np.ndarray:
+    """Per (keypoint, coordinate) mean over present points of up to ``max_videos`` training videos: (K, 2)."""
+    s = np.zeros((len(keypoints), 2), np.float64)
+    c = np.zeros((len(keypoints), 1), np.float64)
+    for v in videos[:max_videos]:
+        xy, p = corpus.frames(v)
+        xy, p = xy[:, keypoints], p[:, keypoints]
+        s += (xy * p[..., None]).sum(0)
+        c += p.sum(0)[:, None]
+    return (s / np.maximum(c, 1)).astype(np.float32)
+
+
+def _batch(items: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+@torch.no_grad()
+def evaluate_reconstruction(model, dataset: WindowDataset, windows: list[tuple[int, int]], *, mean_xy: np.ndarray,
+                            mask_ratio: float, mask_mode: str, seed: int, device, amp_dtype,
+                            batch_size: int = 16) -> dict[str, float]:
+    """Held-out masked-reconstruction loss and the loss of predicting the training mean, on the same
+    windows and the same masks (sums of squared errors / counted coordinates)."""
+    from msmae.train.distributed import autocast
+
+    core = getattr(model, "module", model)
+    was_training = core.training
+    core.eval()
+    layout, S = core.config.layout, core.config.cubelet
+    mean = torch.from_numpy(mean_xy).to(device)
+    sse_model = sse_mean = count = 0.0
+    gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + 17)
+    for i in range(0, len(windows), batch_size):
+        b = {k: v.to(device) for k, v in _batch([dataset.load(*w) for w in windows[i:i + batch_size]]).items()}
+        with autocast(device, amp_dtype):
+            out = core(b["coords"], b["present"], b["frame_valid"], mask_ratio=mask_ratio, mask_mode=mask_mode,
+                       generator=gen)
+        w = masked_target_weight(out.masked, b["present"], b["frame_valid"], S, layout)
+        n = float(w.sum()) * 2
+        sse_model += float(out.loss.float()) * n
+        err = ((b["coords"] - mean) ** 2).sum(-1)  # (B, T, K)
+        sse_mean += float((err * w).sum())
+        count += n
+    if was_training:
+        core.train()
+    count = max(count, 1.0)
+    return {"eval_loss": sse_model / count, "mean_baseline_loss": sse_mean / count, "eval_targets": int(count)}
+
+
+def _plot_loss(log_csv: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = [], []
+    with open(log_csv, newline="") as f:
+        for r in csv.DictReader(f):
+            steps.append(int(r["step"]))
+            losses.append(float(r["loss"]))
+    if not steps:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot(steps, losses, lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("masked reconstruction loss (MSE)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.set_title("MS-MAE pre-training")
+    fig.tight_layout()
+    from msmae.utils import atomic_path
+
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int) -> dict:
+    from msmae.config import config_to_dict
+
+    return {"task": "pretrain", "model": model_cfg.to_dict(), "layout": model_cfg.layout.to_dict(),
+            "encoder_prefix": "encoder.", "step": step, "task_config": config_to_dict(cfg)}
+
+
+# ---------------------------------------------------------------------------------------------- train
+def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: bool = False,
+             progress: bool = True) -> dict:
+    """Run pre-training; returns the final metrics (also written to ``out/metrics.json`` by rank 0)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from tqdm import tqdm
+
+    from msmae.config import save_yaml
+    from msmae.corpus import PackedCorpus
+    from msmae.models import MSMAE
+    from msmae.train import checkpoint as ck
+    from msmae.train.distributed import (all_reduce_mean, autocast, barrier, cleanup_distributed,
+                                         init_distributed, resolve_precision)
+    from msmae.train.optim import build_optimizer, cosine_with_warmup
+
+    out = Path(out)
+    info = init_distributed(cfg.train.device)
+    try:
+        corpus = PackedCorpus(data)
+        if len(corpus) == 0:
+            raise ValueError(f"{data}: the corpus is empty")
+        model_cfg = cfg.model.build_config()
+        keypoints = model_cfg.layout.indices_in(corpus.layout)
+        t = cfg.train
+        per_step = info.world_size * t.grad_accum
+        if t.batch_size % per_step:
+            raise ValueError(f"train.batch_size={t.batch_size} must be divisible by processes x grad_accum = {per_step}")
+        micro = t.batch_size // per_step
+        if cfg.mask.mode not in ("diff", "same"):
+            raise ValueError(f"mask.mode must be 'diff' or 'same', got {cfg.mask.mode!r}")
+
+        ids = [e.id for e in corpus.entries]
+        train_v, held_v = _holdout_split(ids, cfg.data.holdout_fraction, cfg.data.max_holdout_videos)
+        if not held_v:
+            log.warning("corpus has %d video(s): no held-out videos; eval_loss is measured on training videos",
+                        len(ids))
+            held_v = train_v
+
+        torch.manual_seed(t.seed)
+        model = MSMAE(config=model_cfg).to(info.device)
+        if cfg.init:
+            enc = ck.load_encoder(cfg.init)
+            if enc.config.to_dict() != model_cfg.to_dict():
+                raise ValueError(f"--init {cfg.init}: its model config {enc.config.to_dict()} differs from this run's "
+                                 f"{model_cfg.to_dict()}; set model.size/model.streams/model.extra to match")
+            model.encoder.load_state_dict(enc.state_dict())
+            log.info("continual pre-training: encoder initialised from %s", cfg.init)
+        opt = build_optimizer(model, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
+        sched = cosine_with_warmup(opt, warmup_steps=t.warmup_steps, total_steps=t.steps, min_ratio=t.min_lr_ratio)
+        step = 0
+        if resume:
+            latest = ck.latest_checkpoint(out)
+            if latest is None:
+                log.warning("--resume: no checkpoint in %s; starting from scratch", out)
+            else:
+                model.load_state_dict(ck.load_state_dict(latest, device=info.device))
+                st = ck.load_train_state(latest)
+                opt.load_state_dict(st["optimizer"])
+                sched.load_state_dict(st["scheduler"])
+                step = int(st["step"])
+                torch.set_rng_state(st["torch_rng"])
+                log.info("resumed from %s at step %d", latest, step)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, out / "config.yaml")
+        amp = resolve_precision(t.precision, info.device)
+        ddp = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
+            if info.distributed else model
+
+        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=cfg.data.window,
+                           frame_stride=cfg.data.frame_stride, seed=t.seed, rank=info.rank,
+                           world_size=info.world_size)
+        start_k, stop_k = step * micro * t.grad_accum, t.steps * micro * t.grad_accum
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=micro, sampler=_FromSampler(start_k, stop_k), num_workers=cfg.data.num_workers,
+            collate_fn=_batch, pin_memory=info.device.type == "cuda", drop_last=False,
+            persistent_workers=False, prefetch_factor=4 if cfg.data.num_workers > 0 else None)
+        ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, cfg.data.window, t.seed)
+        ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=cfg.data.window,
+                              frame_stride=cfg.data.frame_stride, seed=t.seed)
+        mean_xy = mean_baseline_stats(corpus, train_v, keypoints)
+
+        writer = None
+        log_csv = out / "log.csv"
+        if info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tb"), purge_step=step if step else None)
+            if not resume or step == 0 or not log_csv.exists():
+                log_csv.write_text("step,loss,lr,samples_per_s\n")
+            else:  # drop lines past the checkpoint we resumed from (they will be recomputed)
+                lines = log_csv.read_text().splitlines()
+                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
+                log_csv.write_text("\n".join(keep) + "\n")
+
+        def save(step_: int, final: bool = False) -> None:
+            if not info.is_main:
+                return
+            conf = _checkpoint_config(cfg, model_cfg, step_)
+            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step_,
+                     "torch_rng": torch.get_rng_state()}
+            d = ck.save_checkpoint(out / "checkpoints" / f"step_{step_:07d}", state_dict=model.state_dict(),
+                                   config=conf, train_state=state)
+            ck.mark_latest(out, d)
+            ck.prune_checkpoints(out, t.keep_checkpoints)
+            if final:
+                ck.write_final_model(out, state_dict=model.state_dict(), config=conf)
+
+        model.train()
+        it = iter(loader)
+        bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
+        recent: list[float] = []
+        last_eval: dict = {}
+        t_window, n_window = time.perf_counter(), 0
+        t_start, samples_total = time.perf_counter(), 0
+        sps = 0.0
+        while step < t.steps:
+            opt.zero_grad(set_to_none=True)
+            loss_acc = torch.zeros((), device=info.device)
+            for a in range(t.grad_accum):
+                b = {k: v.to(info.device, non_blocking=True) for k, v in next(it).items()}
+                gen = torch.Generator(device="cpu").manual_seed(
+                    (t.seed * 1_000_003 + step) * 4096 + info.rank * t.grad_accum + a)
+                sync = a == t.grad_accum - 1 or not info.distributed
+                ctx = ddp.no_sync() if not sync else contextlib.nullcontext()
+                with ctx:
+                    with autocast(info.device, amp):
+                        o = ddp(b["coords"], b["present"], b["frame_valid"], mask_ratio=cfg.mask.ratio,
+                                mask_mode=cfg.mask.mode, generator=gen)
+                    (o.loss.float() / t.grad_accum).backward()
+                loss_acc += o.loss.detach().float() / t.grad_accum
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            loss_v = float(all_reduce_mean(loss_acc, info))
+            if not math.isfinite(loss_v):
+                raise FloatingPointError(f"loss became {loss_v} at step {step}; lower train.lr or check the data")
+            recent = (recent + [loss_v])[-max(1, t.log_every):]
+            n_window += t.batch_size
+            samples_total += t.batch_size
+            bar.update(1)
+            if step % t.log_every == 0 or step == t.steps:
+                now = time.perf_counter()
+                sps = n_window / max(now - t_window, 1e-9)
+                t_window, n_window = now, 0
+                lr = opt.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss_v, step)
+                    writer.add_scalar("train/lr", lr, step)
+                    writer.add_scalar("train/samples_per_s", sps, step)
+                    with open(log_csv, "a") as f:
+                        f.write(f"{step},{loss_v:.6g},{lr:.6g},{sps:.4g}\n")
+            if t.eval_every and step % t.eval_every == 0 and step < t.steps:
+                if info.is_main:
+                    last_eval = evaluate_reconstruction(
+                        model, ev_ds, ev_windows, mean_xy=mean_xy, mask_ratio=cfg.mask.ratio,
+                        mask_mode=cfg.mask.mode, seed=t.seed, device=info.device, amp_dtype=amp)
+                    writer.add_scalar("eval/loss", last_eval["eval_loss"], step)
+                    writer.add_scalar("eval/mean_baseline_loss", last_eval["mean_baseline_loss"], step)
+                barrier(info)
+            if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.steps:
+                save(step)
+                barrier(info)
+        bar.close()
+        train_time = time.perf_counter() - t_start
+        metrics: dict = {}
+        if info.is_main:
+            last_eval = evaluate_reconstruction(
+                model, ev_ds, ev_windows, mean_xy=mean_xy, mask_ratio=cfg.mask.ratio, mask_mode=cfg.mask.mode,
+                seed=t.seed, device=info.device, amp_dtype=amp)
+            save(step, final=True)
+            metrics = {
+                "steps": step,
+                "final_loss": float(np.mean(recent)) if recent else None,
+                "eval_loss": last_eval["eval_loss"],
+                "mean_baseline_loss": last_eval["mean_baseline_loss"],
+                "eval_targets": last_eval["eval_targets"],
+                "samples_per_s": samples_total / max(train_time, 1e-9) if samples_total else sps,
+                "train_time_s": train_time,
+                "world_size": info.world_size,
+                "videos": {"train": len(train_v), "held_out": len(held_v) if held_v is not train_v else 0},
+                "model": model_cfg.to_dict(),
+                "mask": {"ratio": cfg.mask.ratio, "mode": cfg.mask.mode},
+            }
+            writer.add_scalar("eval/loss", metrics["eval_loss"], step)
+            writer.add_scalar("eval/mean_baseline_loss", metrics["mean_baseline_loss"], step)
+            writer.close()
+            ck.write_metrics(out, metrics)
+            _plot_loss(log_csv, out / "loss.png")
+        barrier(info)
+        return metrics
+    finally:
+        cleanup_distributed()

@@ -1,0 +1,111 @@
+"""Process-group set-up for ``torchrun`` (NCCL on GPUs, gloo on CPU), device choice and autocast.
+
+Run a command under ``torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_endpoint HOST:PORT]``;
+without torchrun everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0              # global rank of this process
+    world_size: int = 1        # number of processes over all machines
+    local_rank: int = 0        # rank on this machine (GPU index)
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files (checkpoints, logs, metrics)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when available, else CPU."""
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but CUDA is not available")
+    if d.type == "cuda" and d.index is None:
+        d = torch.device(f"cuda:{local_rank}")
+    return d
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Initialise the default process group when launched by torchrun, else return a single-process info."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(backend=backend)
+        log.info("process group: backend=%s rank=%d/%d local_rank=%d device=%s", backend, rank, world, local, dev)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of a tensor over all processes (identity without a process group)."""
+    if not info.distributed:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / info.world_size
+
+
+def all_reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if not info.distributed:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 on CUDA (when supported), fp32 elsewhere; ``bf16``: bf16 autocast (CUDA, or a CPU with
+    bf16 support); ``fp32``: no autocast. Returns the autocast dtype or None."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """An autocast context for ``dtype`` on ``device`` (a no-op context when dtype is None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
