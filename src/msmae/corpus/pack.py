@@ -41,28 +41,33 @@ class PackSummary:
                 "total_videos": self.total_videos, "total_frames": self.total_frames}
 
 
+def _prepare(seq, normalize: bool) -> tuple[dict | None, str | None]:
+    """A sequence -> arrays ready for a shard (normalised, float16, packed bits), or an error message."""
+    if seq.num_frames == 0:
+        return None, "zero frames"
+    if normalize:
+        from msmae.poses.normalize import normalize as _normalize
+
+        seq = _normalize(seq)
+    if seq.layout != CANONICAL:
+        raise CorpusError(f"{seq.source}: corpora hold the canonical layout, got {seq.layout.spec}")
+    coords = seq.coords.astype(np.float16)
+    if not np.isfinite(coords[seq.present]).all():
+        return None, "coordinates overflow float16 after normalisation"
+    return {"coords": coords, "present": np.packbits(seq.present, axis=1), "fps": float(seq.fps),
+            "width": seq.width, "height": seq.height}, None
+
+
 def _load_one(path: str, normalize: bool) -> tuple[str, dict | None, str | None]:
     """Worker: read + normalise one file -> arrays ready for a shard, or an error message."""
     from msmae.poses.readers import read_sequence
 
     try:
-        seq = read_sequence(path)
-        if seq.num_frames == 0:
-            return path, None, "zero frames"
-        if normalize:
-            from msmae.poses.normalize import normalize as _normalize
-
-            seq = _normalize(seq)
-        coords = seq.coords.astype(np.float16)
-        if not np.isfinite(coords[seq.present]).all():
-            return path, None, "coordinates overflow float16 after normalisation"
-        st = os.stat(path)
-        return path, {
-            "coords": coords,
-            "present": np.packbits(seq.present, axis=1),
-            "fps": float(seq.fps), "width": seq.width, "height": seq.height,
-            "size": st.st_size, "mtime": st.st_mtime,
-        }, None
+        arrays, err = _prepare(read_sequence(path), normalize)
+        if arrays is not None:
+            st = os.stat(path)
+            arrays.update(size=st.st_size, mtime=st.st_mtime)
+        return path, arrays, err
     except Exception as e:  # report and go on: one bad file must not stop a corpus
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return path, None, f"{type(e).__name__}: {msg}"
@@ -104,25 +109,101 @@ def _imap(paths: list[str], workers: int, normalize: bool) -> Iterator[tuple[str
         yield from pool.map(_load_one, paths, [normalize] * len(paths), chunksize=4)
 
 
+class CorpusWriter:
+    """Appends videos to a corpus: buffers frames, writes a shard when it is full, and rewrites the
+    index after each shard (atomically), so that a crash loses only the unfinished shard."""
+
+    def __init__(self, root: str | Path, *, normalize: bool = True, shard_frames: int = DEFAULT_SHARD_FRAMES):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.normalize, self.shard_frames = normalize, shard_frames
+        self.entries: list[Entry] = []
+        if (self.root / "corpus.json").exists():
+            meta = read_meta(self.root)
+            if bool(meta.get("normalized", True)) != normalize:
+                raise CorpusError(f"{self.root}: was packed with normalized={meta.get('normalized')}; "
+                                  f"cannot add files with normalized={normalize}")
+            self.entries = read_index(self.root)
+        # Shards never referenced by the index (left by a crash) are simply overwritten.
+        self.shard = max((e.shard for e in self.entries), default=-1) + 1
+        self.taken = {e.id for e in self.entries}
+        self._c: list[np.ndarray] = []
+        self._p: list[np.ndarray] = []
+        self._pending: list[Entry] = []
+        self._offset = 0
+
+    def drop_sources(self, sources: set[str]) -> None:
+        """Forget entries of these sources (their frames stay, unreferenced, in old shards)."""
+        if sources:
+            self.entries = [e for e in self.entries if e.source not in sources]
+
+    def add(self, source: str, arrays: dict, *, stem: str) -> Entry:
+        n = int(arrays["coords"].shape[0])
+        eid = _unique_id(stem, self.taken)
+        self.taken.add(eid)
+        e = Entry(id=eid, source=source, shard=self.shard, offset=self._offset, length=n, fps=arrays["fps"],
+                  width=arrays["width"], height=arrays["height"], source_size=int(arrays.get("size", 0)),
+                  source_mtime=float(arrays.get("mtime", 0.0)))
+        self._pending.append(e)
+        self._c.append(arrays["coords"])
+        self._p.append(arrays["present"])
+        self._offset += n
+        if self._offset >= self.shard_frames:
+            self.flush()
+        return e
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        cpath, ppath = shard_paths(self.root, self.shard)
+        for path, arrays in ((cpath, self._c), (ppath, self._p)):
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.concatenate(arrays))  # a file handle: np.save adds no suffix
+        self.entries.extend(self._pending)
+        self.write_index()
+        self.shard += 1
+        self._offset, self._c, self._p, self._pending = 0, [], [], []
+
+    def write_index(self) -> None:
+        _write_index(self.root, self.entries)
+        _write_meta(self.root, self.entries, self.normalize)
+
+    def close(self) -> None:
+        self.flush()
+        self.write_index()
+
+
+def pack_sequences(seqs: Iterable, out: str | Path, *, normalize: bool = True,
+                   shard_frames: int = DEFAULT_SHARD_FRAMES) -> PackSummary:
+    """Pack in-memory :class:`~msmae.poses.PoseSequence` objects (e.g. the synthetic signer's) into a corpus.
+    Each sequence's ``source`` (or its position) names it."""
+    w = CorpusWriter(out, normalize=normalize, shard_frames=shard_frames)
+    summary = PackSummary()
+    for i, seq in enumerate(seqs):
+        name = seq.source or f"sequence-{i}"
+        arrays, err = _prepare(seq, normalize)
+        if err is not None:
+            summary.failed.append({"path": name, "reason": err})
+            continue
+        w.add(name, arrays, stem=Path(name.split(":")[-1]).stem or f"sequence-{i}")
+        summary.added.append(name)
+    w.close()
+    summary.total_videos = len(w.entries)
+    summary.total_frames = int(sum(e.length for e in w.entries))
+    return summary
+
+
 def pack_corpus(inputs: Iterable[str | Path], out: str | Path, *, workers: int = 1, normalize: bool = True,
                 shard_frames: int = DEFAULT_SHARD_FRAMES, progress: bool = True) -> PackSummary:
     """Pack every readable pose file under ``inputs`` into the corpus at ``out`` (created or extended)."""
     from msmae.poses.readers import find_pose_files
 
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    entries: list[Entry] = []
-    if (root / "corpus.json").exists():
-        meta = read_meta(root)
-        if bool(meta.get("normalized", True)) != normalize:
-            raise CorpusError(f"{root}: was packed with normalized={meta.get('normalized')}; "
-                              f"cannot add files with normalized={normalize}")
-        entries = read_index(root)
-    known = {e.source: e for e in entries}
     files = [str(p.resolve()) for p in find_pose_files(list(inputs))]
     if not files:
         raise CorpusError("no readable pose files found in the inputs "
                           "(.pose, .parquet, .npy, .npz, folders or list files)")
+    w = CorpusWriter(out, normalize=normalize, shard_frames=shard_frames)
+    known = {e.source: e for e in w.entries}
     summary = PackSummary()
     todo = []
     for f in dict.fromkeys(files):
@@ -132,31 +213,7 @@ def pack_corpus(inputs: Iterable[str | Path], out: str | Path, *, workers: int =
             summary.unchanged.append(f)
         else:
             todo.append(f)
-    changed = {f for f in todo if f in known}
-    if changed:  # a changed file: drop its old entry (its frames stay in the old shard, unreferenced)
-        entries = [e for e in entries if e.source not in changed]
-    # Shards never referenced by the index (a crash mid-pack) are overwritten.
-    shard = max((e.shard for e in entries), default=-1) + 1
-    taken = {e.id for e in entries}
-
-    buf_c: list[np.ndarray] = []
-    buf_p: list[np.ndarray] = []
-    pending: list[Entry] = []
-    offset = 0
-
-    def flush() -> None:
-        nonlocal shard, offset, buf_c, buf_p, pending
-        if not pending:
-            return
-        cpath, ppath = shard_paths(root, shard)
-        for path, arrays in ((cpath, buf_c), (ppath, buf_p)):
-            with atomic_path(path, suffix=".npy") as tmp:
-                np.save(tmp, np.concatenate(arrays))
-        entries.extend(pending)
-        _write_index(root, entries)
-        _write_meta(root, entries, normalize)
-        shard, offset, buf_c, buf_p, pending = shard + 1, 0, [], [], []
-
+    w.drop_sources({f for f in todo if f in known})
     bar = tqdm(total=len(todo), desc="pack", unit="file", disable=not progress)
     for path, arrays, err in _imap(todo, workers, normalize):
         bar.update(1)
@@ -164,23 +221,10 @@ def pack_corpus(inputs: Iterable[str | Path], out: str | Path, *, workers: int =
             log.warning("skipped %s: %s", path, err)
             summary.failed.append({"path": path, "reason": err})
             continue
-        n = int(arrays["coords"].shape[0])
-        eid = _unique_id(Path(path).stem, taken)
-        taken.add(eid)
-        pending.append(Entry(id=eid, source=path, shard=shard, offset=offset, length=n, fps=arrays["fps"],
-                             width=arrays["width"], height=arrays["height"], source_size=arrays["size"],
-                             source_mtime=arrays["mtime"]))
-        buf_c.append(arrays["coords"])
-        buf_p.append(arrays["present"])
-        offset += n
+        w.add(path, arrays, stem=Path(path).stem)
         summary.added.append(path)
-        if offset >= shard_frames:
-            flush()
     bar.close()
-    flush()
-    if not (root / "corpus.json").exists() or changed:
-        _write_index(root, entries)
-        _write_meta(root, entries, normalize)
-    summary.total_videos = len(entries)
-    summary.total_frames = int(sum(e.length for e in entries))
+    w.close()
+    summary.total_videos = len(w.entries)
+    summary.total_frames = int(sum(e.length for e in w.entries))
     return summary
