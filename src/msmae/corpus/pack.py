@@ -198,7 +198,9 @@ def pack_corpus(inputs: Iterable[str | Path], out: str | Path, *, workers: int =
     """Pack every readable pose file under ``inputs`` into the corpus at ``out`` (created or extended)."""
     from msmae.poses.readers import find_pose_files
 
-    files = [str(p.resolve()) for p in find_pose_files(list(inputs))]
+    root = Path(out).resolve()
+    # Never read the corpus's own shards (.npy) as inputs when the corpus lies inside an input folder.
+    files = [str(p.resolve()) for p in find_pose_files(list(inputs)) if root not in p.resolve().parents]
     if not files:
         raise CorpusError("no readable pose files found in the inputs "
                           "(.pose, .parquet, .npy, .npz, folders or list files)")
