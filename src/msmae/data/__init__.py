@@ -1,0 +1,1 @@
+"""Task datasets built from released annotation files (SLT: :mod:`msmae.data.slt`)."""

@@ -1,0 +1,620 @@
+"""Isolated sign recognition (ISLR) datasets from their released annotation files.
+
+Every adapter returns an :class:`ISLRData`: the class names, the usable :class:`ISLRExample` s
+(id, pose file, label, split, signer, optional frame range) and the examples it could not use
+with the reason (missing pose file, unknown label; empty or unreadable clips are found by
+:func:`load_clips`). Exclusions are counted and logged, never dropped silently; ``strict=True``
+turns any of them into an :class:`ISLRDataError`.
+
+Splits are always named ``train``, ``val`` and ``test``. Pose files are found by name in
+``poses`` or ``poses/<split>``, with any suffix of :data:`POSE_SUFFIXES` (one file per video, as
+``msmae extract`` writes them).
+
+Files read, as released:
+
+- WLASL: ``WLASL_v0.3.json``, a list of ``{"gloss", "instances": [{"video_id", "split",
+  "signer_id", "frame_start", "frame_end", "fps", ...}]}``. Class ids follow the file's gloss
+  order (WLASL100/300/1000/2000 = the first N glosses: ``num_glosses``). ``frame_start`` and
+  ``frame_end`` count from 1 at 25 fps, inclusive, ``frame_end = -1`` = to the last frame. The
+  start kit's ``videos/<video_id>.mp4`` are already cut to that range, so it is applied only with
+  ``frame_ranges=True`` (pose files of the uncut source videos).
+- ASL Citizen: ``splits/{train,val,test}.csv`` with columns ``Participant ID``, ``Video file``,
+  ``Gloss`` (and ``ASL-LEX Code``); pose file = the video file's stem; signer = participant.
+- Slovo: ``annotations.csv`` (tab-separated as released; commas accepted) with columns
+  ``attachment_id, user_id, [width, height, length,] text, train, begin, end``; ``train`` True ->
+  ``train``, False -> ``val`` (Slovo has no test split; its held-out signers are the validation
+  set). ``begin``/``end`` are frame numbers of the uncut videos, taken as 0-based ``[begin, end)``;
+  the released trimmed videos are already cut, so they are applied only with ``frame_ranges=True``.
+  The ``no_event`` class is kept (the paper counts 1,001 Slovo classes).
+- Kaggle GISLR (asl-signs): ``train.csv`` with ``path, participant_id, sequence_id, sign``;
+  ``path`` is relative to the CSV's folder. There is no official split: participants listed in
+  ``val_participants`` / ``test_participants`` form those splits, the rest is ``train``. Classes
+  come from ``sign_to_prediction_index_map.json`` beside the CSV when present (signs outside it are
+  unknown labels), else from the signs found.
+- Plain manifest CSV (anything else, e.g. the JSL Corpus): columns ``path, label, split`` and
+  optional ``start, end`` (seconds), ``signer``, ``id``; relative paths are relative to ``poses``
+  if given, else to the CSV's folder. ``split`` is train, val (valid, validation, dev) or test.
+
+Class names: given by the dataset (WLASL, GISLR's map) or by a class list file (``classes``: one
+label per line, or a JSON list or ``{label: index}``); otherwise the sorted labels of the training
+split. A ``val``/``test`` example whose label is not a class is excluded as an unknown label.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+DATASETS = ("wlasl", "asl_citizen", "slovo", "gislr", "manifest")
+POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
+WLASL_FPS = 25.0  # the frame rate WLASL's frame_start / frame_end are counted at
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                "dev": "val", "test": "test", "testing": "test"}
+
+
+class ISLRDataError(ValueError):
+    """Annotation files that cannot be used, with the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ISLRExample:
+    """One sign clip. ``start``/``end`` select part of the pose file (None = the whole file):
+    frames ``[start, end)`` counted from 0 when ``unit`` is ``"frame"`` (at ``range_fps``; None =
+    the pose file's own rate), or seconds ``[start, end)`` when ``unit`` is ``"second"``."""
+
+    id: str
+    pose_path: Path
+    label: str
+    split: str
+    signer: str | None = None
+    start: float | None = None
+    end: float | None = None
+    unit: str = "frame"
+    range_fps: float | None = None
+
+    def frame_bounds(self, fps: float) -> tuple[int, int | None]:
+        """``[first, stop)`` frame indices of the clip in a pose file at ``fps`` (stop None = to the end)."""
+        if self.start is None and self.end is None:
+            return 0, None
+        if self.unit == "frame" and self.range_fps is None:
+            start = 0 if self.start is None else max(0, int(self.start))
+            return start, None if self.end is None else max(0, int(self.end))
+        per_s = self.range_fps if self.unit == "frame" else 1.0  # range units per second
+        eps = 1e-6  # keep exact products (e.g. 12.96 s * 25 fps) exact
+        start = 0 if self.start is None else max(0, math.ceil(self.start / per_s * fps - eps))
+        stop = None if self.end is None else max(0, math.ceil(self.end / per_s * fps - eps))
+        return start, stop
+
+
+@dataclass
+class ISLRData:
+    """Class names, usable examples, and what was excluded and why (``(id, reason)`` pairs)."""
+
+    dataset: str
+    classes: list[str] = field(default_factory=list)
+    examples: list[ISLRExample] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+
+    def split(self, name: str) -> list[ISLRExample]:
+        return [e for e in self.examples if e.split == name]
+
+    @property
+    def class_index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.classes)}
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.examples:
+            out[e.split] = out.get(e.split, 0) + 1
+        return out
+
+    def excluded_counts(self) -> dict[str, int]:
+        """Reason kind (text before the first ':') -> number of excluded examples."""
+        out: dict[str, int] = {}
+        for _, reason in self.excluded:
+            kind = reason.split(":")[0]
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        kept = ", ".join(f"{k} {v}" for k, v in self.counts().items()) or "none"
+        text = f"{self.dataset}: {len(self.classes)} classes, {len(self.examples)} examples ({kept})"
+        if self.excluded:
+            reasons = ", ".join(f"{v} {k}" for k, v in self.excluded_counts().items())
+            first = "; ".join(f"{i}: {r}" for i, r in self.excluded[:3])
+            text += f"; excluded {len(self.excluded)} ({reasons}; e.g. {first})"
+        return text
+
+
+# ----------------------------------------------------------------------------- helpers
+def find_pose_file(poses: Path, name: str, split: str | None = None) -> Path | None:
+    """``poses/<name><suffix>`` or ``poses/<split>/<name><suffix>`` for the first suffix that exists."""
+    for d in [poses] + ([poses / split] if split else []):
+        for suffix in POSE_SUFFIXES:
+            p = d / f"{name}{suffix}"
+            if p.is_file():
+                return p
+    return None
+
+
+def _read_table(path: Path, *, delimiter: str | None = None) -> list[dict[str, str]]:
+    """Rows of a delimited text file with a header; tab or comma sniffed from the header unless given."""
+    if not path.is_file():
+        raise ISLRDataError(f"annotation file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ISLRDataError(f"{path}: not UTF-8 text ({e.reason})") from None
+    header = text.split("\n", 1)[0]
+    if not header.strip():
+        raise ISLRDataError(f"{path}: empty file (expected a header line)")
+    if delimiter is None:
+        delimiter = "\t" if header.count("\t") > header.count(",") else ","
+    rows = []
+    for i, row in enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter), start=2):
+        if None in row:
+            raise ISLRDataError(f"{path}, line {i}: more fields than the header has ({header.strip()!r})")
+        rows.append({k.strip(): (v if v is not None else "") for k, v in row.items()})
+    return rows
+
+
+def _require(path: Path, rows: list[dict], columns: Iterable[str]) -> None:
+    have = set(rows[0]) if rows else set()
+    missing = [c for c in columns if c not in have]
+    if rows and missing:
+        raise ISLRDataError(f"{path}: missing column(s) {missing}; found {sorted(have)}")
+
+
+def _number(value, path: Path, column: str, row_id: str) -> float | None:
+    if value is None or str(value).strip() in ("", "nan", "NaN", "None"):
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ISLRDataError(f"{path}: {column} of {row_id!r} is not a number: {value!r}") from None
+    return None if math.isnan(v) else v
+
+
+def read_class_list(path: str | Path) -> list[str]:
+    """Class names from a text file (one per line) or JSON (a list, or ``{label: index}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ISLRDataError(f"class list not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ISLRDataError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(data, dict):
+            try:
+                order = sorted(data.items(), key=lambda kv: int(kv[1]))
+            except (TypeError, ValueError):
+                raise ISLRDataError(f"{path}: expected {{label: integer index}}") from None
+            idx = [int(v) for _, v in order]
+            if idx != list(range(len(idx))):
+                raise ISLRDataError(f"{path}: class indices must be 0..{len(idx) - 1} without gaps")
+            return [str(k) for k, _ in order]
+        if isinstance(data, list):
+            return [str(x) for x in data]
+        raise ISLRDataError(f"{path}: expected a JSON list of labels or {{label: index}}")
+    names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if len(set(names)) != len(names):
+        raise ISLRDataError(f"{path}: repeated class names")
+    return names
+
+
+class _Collector:
+    """Builds an :class:`ISLRData`, recording every exclusion with its reason."""
+
+    def __init__(self, dataset: str, poses: Path | None, check_poses: bool = True):
+        self.data = ISLRData(dataset)
+        self.poses = Path(poses) if poses is not None else None
+        self.check_poses = check_poses
+        if self.poses is not None and check_poses and not self.poses.is_dir():
+            raise ISLRDataError(f"pose folder not found: {self.poses}")
+        self.pending: list[ISLRExample] = []
+
+    def exclude(self, ex_id: str, reason: str) -> None:
+        self.data.excluded.append((ex_id, reason))
+
+    def add(self, ex_id: str, pose_name: str, label: str, split: str, **extra) -> None:
+        """An example whose pose file is found by name in the pose folder."""
+        label = (label or "").strip()
+        if not label:
+            self.exclude(ex_id, "empty label")
+            return
+        assert self.poses is not None
+        path = find_pose_file(self.poses, pose_name, split) if self.check_poses else self.poses / f"{pose_name}.pose"
+        if path is None:
+            self.exclude(ex_id, f"missing pose file: {self.poses / pose_name}"
+                         f"{{{','.join(POSE_SUFFIXES)}}} (also looked in {self.poses / split})")
+            return
+        self.pending.append(ISLRExample(ex_id, path, label, split, **extra))
+
+    def add_path(self, ex_id: str, path: Path, label: str, split: str, **extra) -> None:
+        """An example whose pose file is given by path."""
+        label = (label or "").strip()
+        if not label:
+            self.exclude(ex_id, "empty label")
+        elif self.check_poses and not path.is_file():
+            self.exclude(ex_id, f"missing pose file: {path}")
+        else:
+            self.pending.append(ISLRExample(ex_id, path, label, split, **extra))
+
+    def finish(self, classes: Sequence[str] | None, strict: bool) -> ISLRData:
+        """Fix the class list (given, or the training labels sorted) and drop unknown labels."""
+        d = self.data
+        where = "the class list" if classes is not None else "the training split"
+        if classes is None:
+            classes = sorted({e.label for e in self.pending if e.split == "train"})
+        d.classes = list(classes)
+        known = set(d.classes)
+        for e in self.pending:
+            if e.label in known:
+                d.examples.append(e)
+            else:
+                self.exclude(e.id, f"unknown label: {e.label!r} is not in {where} ({e.split} example)")
+        if d.excluded:
+            if strict:
+                raise ISLRDataError(d.summary())
+            log.warning(d.summary())
+        else:
+            log.info(d.summary())
+        return d
+
+
+def _split_name(raw: str, path: Path, row_id: str) -> str:
+    s = _SPLIT_NAMES.get((raw or "").strip().lower())
+    if s is None:
+        raise ISLRDataError(f"{path}: unknown split {raw!r} for {row_id!r}; use train, val or test")
+    return s
+
+
+# ----------------------------------------------------------------------------- WLASL
+def load_wlasl(annotations: str | Path, poses: str | Path, *, num_glosses: int = 0, frame_ranges: bool = False,
+               classes: Sequence[str] | None = None, strict: bool = False, check_poses: bool = True) -> ISLRData:
+    """WLASL from ``WLASL_v0.3.json`` (or a folder holding one ``WLASL_v*.json``)."""
+    path = Path(annotations)
+    if path.is_dir():
+        found = sorted(path.glob("WLASL_v*.json"))
+        if not found:
+            raise ISLRDataError(f"{path}: no WLASL_v*.json in this folder")
+        path = found[-1]
+    if not path.is_file():
+        raise ISLRDataError(f"WLASL annotations not found: {path}")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ISLRDataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(content, list) or not all(isinstance(g, dict) and "gloss" in g and "instances" in g
+                                                 for g in content):
+        raise ISLRDataError(f"{path}: expected a list of {{'gloss', 'instances'}} entries (WLASL_v0.3.json format)")
+    if num_glosses:
+        if num_glosses > len(content):
+            raise ISLRDataError(f"{path}: num_glosses={num_glosses} but the file has {len(content)} glosses")
+        content = content[:num_glosses]
+    col = _Collector("wlasl", Path(poses), check_poses)
+    for entry in content:
+        gloss = str(entry["gloss"])
+        for inst in entry["instances"]:
+            try:
+                vid = str(inst["video_id"])
+                split = _split_name(inst["split"], path, vid)
+                extra = {"signer": None if inst.get("signer_id") is None else str(inst["signer_id"])}
+                if frame_ranges:
+                    first, last = int(inst["frame_start"]), int(inst["frame_end"])
+                    if first < 1 or (last != -1 and last < first):
+                        col.exclude(vid, f"invalid frame range: frame_start={first}, frame_end={last} in {path}")
+                        continue
+                    extra.update(start=first - 1, end=None if last == -1 else last, unit="frame",
+                                 range_fps=float(inst.get("fps") or WLASL_FPS))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ISLRDataError(f"{path}: instance of {gloss!r} lacks or garbles {e}") from None
+            col.add(vid, vid, gloss, split, **extra)
+    glosses = [str(g["gloss"]) for g in content]
+    return col.finish(list(classes) if classes is not None else glosses, strict)
+
+
+# ----------------------------------------------------------------------------- ASL Citizen
+ASL_CITIZEN_COLUMNS = ("Participant ID", "Video file", "Gloss")
+
+
+def load_asl_citizen(annotations: str | Path, poses: str | Path, *, classes: Sequence[str] | None = None,
+                     strict: bool = False, check_poses: bool = True) -> ISLRData:
+    """ASL Citizen from ``train.csv``, ``val.csv``, ``test.csv`` in ``annotations`` (or its ``splits/``),
+    or ``annotations`` is one of those files."""
+    annotations = Path(annotations)
+    if annotations.is_file():
+        files = {_split_name(annotations.stem, annotations, annotations.name): annotations}
+    else:
+        base = annotations / "splits" if (annotations / "splits").is_dir() else annotations
+        files = {s: base / f"{s}.csv" for s in SPLITS if (base / f"{s}.csv").is_file()}
+        if "train" not in files:
+            raise ISLRDataError(f"ASL Citizen split files not found: {base / 'train.csv'}")
+    col = _Collector("asl_citizen", Path(poses), check_poses)
+    for split, path in files.items():
+        rows = _read_table(path, delimiter=",")
+        _require(path, rows, ASL_CITIZEN_COLUMNS)
+        for row in rows:
+            video = row["Video file"].strip()
+            stem = Path(video).stem
+            col.add(stem, stem, row["Gloss"], split, signer=row["Participant ID"].strip() or None)
+    return col.finish(classes, strict)
+
+
+# ----------------------------------------------------------------------------- Slovo
+SLOVO_COLUMNS = ("attachment_id", "user_id", "text", "train", "begin", "end")
+
+
+def _flag(value: str, path: Path, row_id: str) -> bool:
+    v = (value or "").strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise ISLRDataError(f"{path}: train flag of {row_id!r} is {value!r}, expected True or False")
+
+
+def load_slovo(annotations: str | Path, poses: str | Path, *, frame_ranges: bool = False,
+               classes: Sequence[str] | None = None, strict: bool = False, check_poses: bool = True) -> ISLRData:
+    """Slovo from ``annotations.csv`` (or a folder holding it)."""
+    path = Path(annotations)
+    if path.is_dir():
+        path = path / "annotations.csv"
+    rows = _read_table(path)
+    _require(path, rows, SLOVO_COLUMNS)
+    col = _Collector("slovo", Path(poses), check_poses)
+    for row in rows:
+        vid = row["attachment_id"].strip()
+        split = "train" if _flag(row["train"], path, vid) else "val"
+        extra: dict = {"signer": row["user_id"].strip() or None}
+        if frame_ranges:
+            begin, end = _number(row["begin"], path, "begin", vid), _number(row["end"], path, "end", vid)
+            if begin is not None and end is not None and not end > begin:
+                col.exclude(vid, f"invalid frame range: begin={begin:g}, end={end:g} in {path}")
+                continue
+            extra.update(start=begin, end=end, unit="frame", range_fps=None)
+        col.add(vid, vid, row["text"], split, **extra)
+    return col.finish(classes, strict)
+
+
+# ----------------------------------------------------------------------------- Kaggle GISLR
+GISLR_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
+GISLR_LABEL_MAP = "sign_to_prediction_index_map.json"
+
+
+def load_gislr(annotations: str | Path, poses: str | Path | None = None, *,
+               val_participants: Iterable = (), test_participants: Iterable = (),
+               classes: Sequence[str] | None = None, strict: bool = False, check_poses: bool = True) -> ISLRData:
+    """Kaggle GISLR from ``train.csv`` (or its folder); parquet paths are relative to ``poses``
+    (default: the CSV's folder)."""
+    path = Path(annotations)
+    if path.is_dir():
+        path = path / "train.csv"
+    rows = _read_table(path, delimiter=",")
+    _require(path, rows, GISLR_COLUMNS)
+    root = Path(poses) if poses else path.parent
+    val = {str(p) for p in val_participants}
+    test = {str(p) for p in test_participants}
+    if val & test:
+        raise ISLRDataError(f"participants {sorted(val & test)} are in both val_participants and test_participants")
+    seen = {row["participant_id"].strip() for row in rows}
+    unknown = sorted((val | test) - seen)
+    if unknown:
+        raise ISLRDataError(f"{path}: participants {unknown} (val/test_participants) do not occur in the file")
+    if classes is None and (path.parent / GISLR_LABEL_MAP).is_file():
+        classes = read_class_list(path.parent / GISLR_LABEL_MAP)
+    col = _Collector("gislr", None, check_poses)
+    for row in rows:
+        pid = row["participant_id"].strip()
+        split = "val" if pid in val else "test" if pid in test else "train"
+        rel = Path(row["path"].strip())
+        col.add_path(row["sequence_id"].strip(), rel if rel.is_absolute() else root / rel, row["sign"], split,
+                     signer=pid)
+    return col.finish(classes, strict)
+
+
+# ----------------------------------------------------------------------------- manifest
+def load_manifest(annotations: str | Path, poses: str | Path | None = None, *,
+                  classes: Sequence[str] | None = None, strict: bool = False, check_poses: bool = True) -> ISLRData:
+    """A plain CSV (comma or tab): ``path, label, split`` + optional ``start, end`` (seconds),
+    ``signer``, ``id``."""
+    path = Path(annotations)
+    rows = _read_table(path)
+    _require(path, rows, ("path", "label", "split"))
+    root = Path(poses) if poses else path.parent
+    col = _Collector("manifest", None, check_poses)
+    for i, row in enumerate(rows, start=2):
+        pose = Path(row["path"].strip())
+        pose = pose if pose.is_absolute() else root / pose
+        ex_id = (row.get("id") or "").strip() or f"{pose.stem}@{i}"
+        split = _split_name(row["split"], path, ex_id)
+        start = _number(row.get("start"), path, "start", ex_id)
+        end = _number(row.get("end"), path, "end", ex_id)
+        if start is not None and end is not None and not end > start:
+            col.exclude(ex_id, f"invalid time range: {start:g}..{end:g} s in {path}, line {i}")
+            continue
+        col.add_path(ex_id, pose, row["label"], split, signer=(row.get("signer") or "").strip() or None,
+                     start=start, end=end, unit="second")
+    return col.finish(classes, strict)
+
+
+# ----------------------------------------------------------------------------- dispatch
+def load_islr_dataset(dataset: str, *, annotations: str | Path, poses: str | Path | None = None,
+                      classes: str | Path | Sequence[str] | None = None, num_glosses: int = 0,
+                      frame_ranges: bool = False, val_participants: Iterable = (), test_participants: Iterable = (),
+                      strict: bool = False, check_poses: bool = True) -> ISLRData:
+    """One entry point for the task code: ``dataset`` is one of :data:`DATASETS`; ``classes`` an
+    optional class list file, or the class names themselves (e.g. those of a trained run)."""
+    if isinstance(classes, (str, Path)):
+        names = read_class_list(classes) if str(classes) else None
+    else:
+        names = list(classes) if classes is not None else None
+    if not str(annotations or "").strip():
+        raise ISLRDataError(f"{dataset}: no annotation file given (data.annotations / --annotations)")
+    if dataset in ("wlasl", "asl_citizen", "slovo") and not poses:
+        raise ISLRDataError(f"{dataset}: a pose folder is needed (data.poses / --poses)")
+    if dataset == "wlasl":
+        return load_wlasl(annotations, poses, num_glosses=num_glosses, frame_ranges=frame_ranges, classes=names,
+                          strict=strict, check_poses=check_poses)
+    if dataset == "asl_citizen":
+        return load_asl_citizen(annotations, poses, classes=names, strict=strict, check_poses=check_poses)
+    if dataset == "slovo":
+        return load_slovo(annotations, poses, frame_ranges=frame_ranges, classes=names, strict=strict,
+                          check_poses=check_poses)
+    if dataset == "gislr":
+        return load_gislr(annotations, poses, val_participants=val_participants,
+                          test_participants=test_participants, classes=names, strict=strict, check_poses=check_poses)
+    if dataset == "manifest":
+        return load_manifest(annotations, poses, classes=names, strict=strict, check_poses=check_poses)
+    raise ISLRDataError(f"unknown ISLR dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+
+
+# ----------------------------------------------------------------------------- clips
+@dataclass
+class Clip:
+    """A prepared clip: normalised keypoints of the model's streams, ready for sampling.
+
+    coords:  float16 (T, K, 2) normalised coordinates (0 where not present).
+    present: bool (T, K).
+    """
+
+    coords: np.ndarray
+    present: np.ndarray
+    fps: float
+    layout: object = None  # the msmae.layout.Layout of the K points
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.coords.shape[0])
+
+
+def prepare_clip(seq, *, layout, normalize: str = "shoulders") -> Clip:
+    """A canonical :class:`~msmae.poses.PoseSequence` (already cut) -> :class:`Clip` of ``layout``'s
+    streams, normalised over the clip's own frames. Raises ``PoseDataError`` for an empty clip."""
+    from msmae.poses.normalize import normalize as _normalize
+    from msmae.poses.sequence import PoseDataError
+
+    where = seq.source or "clip"
+    if seq.num_frames == 0:
+        raise PoseDataError(f"{where}: empty clip (zero frames)")
+    seq = seq.select(layout)
+    if not seq.present.any():
+        raise PoseDataError(f"{where}: empty clip (no keypoint of {layout.spec} is present in any frame)")
+    seq = _normalize(seq, method=normalize)
+    coords = seq.coords.astype(np.float16)
+    if not np.isfinite(coords[seq.present]).all():
+        raise PoseDataError(f"{where}: coordinates overflow after normalisation")
+    return Clip(coords, seq.present.copy(), float(seq.fps), seq.layout)
+
+
+def load_clip(example: ISLRExample, *, layout, normalize: str = "shoulders") -> Clip:
+    """Read an example's pose file, cut its frame range, normalise and keep ``layout``'s streams."""
+    from msmae.poses.readers import read_sequence
+    from msmae.poses.sequence import PoseDataError
+
+    seq = read_sequence(example.pose_path)
+    first, stop = example.frame_bounds(seq.fps)
+    if first > 0 or stop is not None:
+        if first >= seq.num_frames:
+            raise PoseDataError(f"{example.pose_path}: empty clip (range starts at frame {first}, "
+                                f"the file has {seq.num_frames} frames)")
+        seq = seq.slice_frames(first, stop)
+    return prepare_clip(seq, layout=layout, normalize=normalize)
+
+
+def _load_one(args) -> tuple[Clip | None, str | None]:
+    example, layout_spec, normalize = args
+    from msmae.layout import get_layout
+
+    try:
+        return load_clip(example, layout=get_layout(layout_spec), normalize=normalize), None
+    except Exception as e:  # reported with the example, never silently dropped
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kind = "empty clip" if "empty clip" in msg else "unreadable pose file"
+        return None, f"{kind}: {msg}"
+
+
+def load_clips(examples: Sequence[ISLRExample], *, layout, normalize: str = "shoulders", workers: int = 1,
+               progress: bool = True, desc: str = "clips") -> tuple[list[Clip | None], list[tuple[str, str]]]:
+    """Load every example's clip (in ``workers`` processes). Returns the clips (None where one could
+    not be used) and the ``(id, reason)`` of each failure (empty clip, unreadable pose file)."""
+    from tqdm import tqdm
+
+    jobs = [(e, layout.spec, normalize) for e in examples]
+    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
+    results: list[tuple[Clip | None, str | None]] = []
+    if workers <= 1 or len(jobs) < 8:
+        for j in jobs:
+            results.append(_load_one(j))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for r in pool.map(_load_one, jobs, chunksize=16):
+                results.append(r)
+                bar.update(1)
+    bar.close()
+    clips = [c for c, _ in results]
+    problems = [(e.id, err) for e, (_, err) in zip(examples, results) if err is not None]
+    return clips, problems
+
+
+class ClipDataset:
+    """Map-style dataset of clips -> ``{"coords": float32 (N, K, 2), "label": int, "index": int}``.
+
+    Training (``train=True``): N frames drawn at random in time order (repeats for short clips), then
+    one random rotation/shear/scale when ``affine``; each item's randomness is a function of
+    (seed, epoch, index) — call :meth:`set_epoch` every epoch. Evaluation: N evenly spread frames.
+    """
+
+    def __init__(self, clips: Sequence[Clip], labels: Sequence[int], *, num_frames: int = 32, train: bool = False,
+                 affine: bool = True, rotation: float = 0.2, shear: float = 0.2, scale: float = 0.2,
+                 seed: int = 0) -> None:
+        if len(clips) != len(labels):
+            raise ValueError(f"{len(clips)} clips but {len(labels)} labels")
+        self.clips, self.labels = list(clips), np.asarray(labels, dtype=np.int64)
+        self.num_frames, self.train, self.seed = num_frames, train, seed
+        self.affine = dict(rotation=rotation, shear=shear, scale=scale) if (train and affine) else None
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def frames(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Frame indices of item ``i`` (random when training, else uniform)."""
+        from msmae.poses.augment import random_temporal_indices
+        from msmae.poses.sequence import uniform_indices
+
+        t = self.clips[i].num_frames
+        if self.train:
+            return random_temporal_indices(t, self.num_frames, rng)
+        return uniform_indices(t, self.num_frames)
+
+    def __getitem__(self, i: int) -> dict:
+        from msmae.poses.augment import random_affine
+        from msmae.poses.sequence import PoseSequence
+
+        clip = self.clips[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        idx = self.frames(i, rng)
+        coords = clip.coords[idx].astype(np.float32)          # (N, K, 2)
+        if self.affine is not None:
+            seq = PoseSequence(coords, clip.present[idx], clip.fps, clip.layout)
+            coords = random_affine(seq, rng, **self.affine).coords
+        return {"coords": coords, "label": int(self.labels[i]), "index": i}
