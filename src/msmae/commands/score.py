@@ -1,0 +1,39 @@
+"""``msmae score``: BLEU-1, BLEU-4 and ROUGE-L of any hypothesis file against references."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "score", help="BLEU-1/BLEU-4/ROUGE-L of a hypothesis file against references",
+        description="Score line-parallel text files (one sentence per line, UTF-8) exactly as the "
+        "paper does: sacrebleu corpus BLEU-1 and BLEU-4 (tokenizer zh for Chinese, 13a otherwise; "
+        "BLEU-4 equals `sacrebleu REF -i HYP -m bleu -tok 13a|zh`) and COCO ROUGE-L F (beta 1.2, "
+        "mean over sentences; Chinese by character). For Chinese the scores after the full-/half-"
+        "width punctuation fix are reported too (*_punct_fixed). Prints one JSON object.")
+    p.add_argument("--hyp", required=True, help="hypotheses, one sentence per line")
+    p.add_argument("--ref", required=True, help="references, line-parallel to --hyp")
+    p.add_argument("--lang", default="en",
+                   help="target language code (de, en, zh, zh_CN, ...); zh selects the zh tokenizer, "
+                   "character ROUGE and the punctuation fix (default: en)")
+    p.add_argument("--out", help="also write the JSON object to this file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from msmae.cli import CommandError
+    from msmae.metrics.translation import score_files
+
+    try:
+        result = score_files(args.hyp, args.ref, lang=args.lang)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    text = json.dumps(result, indent=1, ensure_ascii=False)
+    if args.out:
+        from msmae.utils import atomic_write_text
+        atomic_write_text(args.out, text + "\n")
+    print(text)
+    return 0
