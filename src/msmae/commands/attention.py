@@ -1,0 +1,147 @@
+"""``msmae attention INPUT --model RUN --out DIR``: attention heatmap, automatic sign segments, ELAN file."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "attention", help="attention heatmap, automatic sign segments (JSON, ELAN) and a skeleton strip",
+        description="The encoder's attention of one video or pose file as in the paper's appendix F (one layer, "
+        "mean over heads, intra-stream blocks averaged over streams, symmetrised), sign boundaries found "
+        "on it automatically, and the files: attention.png, attention.npy, segments.json, segments.eaf, "
+        "segments_strip.png. A video is run through MediaPipe Holistic first (the `extract` extra).")
+    p.add_argument("input", metavar="INPUT", help="video, or pose file (.pose, .parquet, .npy, .npz)")
+    p.add_argument("--model", required=True, metavar="RUN", help="run or checkpoint directory (any msmae task)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--layer", type=int, default=-1, help="encoder layer, 0-based, negative from the end (default -1)")
+    p.add_argument("--frame-stride", type=int, default=None,
+                   help="give the model every n-th frame (default: the run's pre-training stride, else 1)")
+    p.add_argument("--chunk-frames", type=int, default=None,
+                   help="model frames per chunk, after the stride (default: the pre-training window, else 300)")
+    p.add_argument("--overlap", type=float, default=0.5, help="fraction of a chunk shared with the next (0.5)")
+    p.add_argument("--streams", default=None,
+                   help="streams averaged into the matrix, e.g. left_hand,right_hand (default: all of the model's)")
+    p.add_argument("--kernel-s", type=float, default=None, help="boundary kernel half-width in seconds (0.4)")
+    p.add_argument("--min-segment-s", type=float, default=None, help="shortest segment in seconds (0.3)")
+    p.add_argument("--threshold-mads", type=float, default=None,
+                   help="a boundary must stand this many robust SDs above the clip's median contrast (1.0)")
+    p.add_argument("--min-contrast", type=float, default=None, help="and reach at least this contrast (0.005)")
+    p.add_argument("--segments", type=int, default=None, metavar="N",
+                   help="find exactly N segments (the N-1 strongest boundaries) instead of thresholding")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate, for files that do not store it (.npy, .parquet)")
+    p.add_argument("--width", type=int, default=None, help="frame width in pixels, for files that do not store it")
+    p.add_argument("--height", type=int, default=None, help="frame height in pixels, for files that do not store it")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--json", action="store_true", help="print segments.json")
+    p.set_defaults(func=run)
+
+
+def _load_sequence(path, args):
+    """(canonical PoseSequence, media files to link in ELAN)."""
+    from pathlib import Path
+
+    from msmae.cli import CommandError
+    from msmae.extract.frames import VIDEO_SUFFIXES
+    from msmae.poses.sequence import PoseDataError
+
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            from msmae.extract import MissingModelError, video_to_sequence
+        except ImportError as e:
+            raise CommandError(f"{path}: reading a video needs the `extract` extra "
+                               f"(pip install 'msmae[extract]'): {e}") from None
+        kwargs = {"fps": args.fps} if args.fps and path.is_dir() else {}
+        try:
+            seq = video_to_sequence(path, **kwargs)
+        except MissingModelError as e:  # names each missing file and where to get it
+            raise CommandError(str(e)) from None
+        except Exception as e:  # frame reading, MediaPipe: one line for the user
+            first = str(e).splitlines()[0] if str(e).strip() else repr(e)
+            raise CommandError(f"{path}: keypoint extraction failed: {first}") from None
+        return seq, ([path] if path.is_file() else [])
+    from msmae.poses.readers import read_sequence
+
+    try:
+        seq = read_sequence(path, fps=args.fps, width=args.width, height=args.height)
+    except PoseDataError as e:
+        raise CommandError(str(e)) from None
+    return seq, ([path] if path.suffix.lower() == ".pose" else [])
+
+
+def run(args) -> int:
+    import json
+    import logging
+    from pathlib import Path
+
+    import torch
+
+    from msmae.analysis.report import analyze, run_defaults, summary, write_report
+    from msmae.analysis.segmentation import SegmenterConfig
+    from msmae.cli import CommandError
+    from msmae.poses.normalize import normalize
+    from msmae.train.checkpoint import CheckpointError, load_encoder, read_checkpoint_config
+
+    log = logging.getLogger("msmae.attention")
+    src = Path(args.input)
+    if not src.exists():
+        raise CommandError(f"{src}: no such file")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        meta = read_checkpoint_config(args.model)
+        encoder = load_encoder(args.model, device=device)
+    except CheckpointError as e:
+        raise CommandError(str(e)) from None
+    stride, chunk = run_defaults(meta)
+    stride = args.frame_stride or stride
+    chunk = args.chunk_frames or chunk
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
+    if streams is not None:
+        from msmae.layout import get_layout
+
+        try:
+            streams = list(get_layout(streams).names)
+        except ValueError as e:
+            raise CommandError(f"--streams: {e}") from None
+    defaults = SegmenterConfig()
+    try:
+        segmenter = SegmenterConfig(
+            kernel_s=args.kernel_s if args.kernel_s is not None else defaults.kernel_s,
+            min_segment_s=args.min_segment_s if args.min_segment_s is not None else defaults.min_segment_s,
+            threshold_mads=args.threshold_mads if args.threshold_mads is not None else defaults.threshold_mads,
+            min_contrast=args.min_contrast if args.min_contrast is not None else defaults.min_contrast)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if args.segments is not None and args.segments < 1:
+        raise CommandError(f"--segments must be at least 1, got {args.segments}")
+
+    seq, media = _load_sequence(src, args)
+    if seq.num_frames == 0:
+        raise CommandError(f"{src}: no frames")
+    seq = normalize(seq)
+    try:
+        model_seq = seq.select(encoder.layout)
+    except ValueError as e:
+        raise CommandError(f"{src}: {e}") from None
+    try:
+        result = analyze(encoder, model_seq, layer=args.layer, frame_stride=stride, chunk_frames=chunk,
+                         overlap=args.overlap, streams=streams, segmenter=segmenter, count=args.segments,
+                         progress=True)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    paths = write_report(args.out, result, seq, source=str(src), model=str(args.model), media=media)
+    info = summary(result, source=str(src), model=str(args.model))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{src.name}: {info['frames']} frames, {info['num_tokens']} tokens of {info['token_frames']} frames; "
+              f"{len(info['segments'])} segments")
+        for s in info["segments"]:
+            print(f"  #{s['index'] + 1:<3d} frames {s['start_frame']:>5d}-{s['end_frame']:<5d} "
+                  f"{s['start_s']:7.2f}-{s['end_s']:.2f} s")
+        print(f"wrote {', '.join(p.name for p in paths.values())} to {Path(args.out)}")
+    log.debug("attention outputs: %s", paths)
+    return 0
