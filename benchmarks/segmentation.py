@@ -67,15 +67,6 @@ def pretrain_run(corpus: Path, run: Path, steps: int, seed: int) -> dict:
     return pretrain(cfg, corpus, run, progress=False)
 
 
-def true_boundaries(signs: list[dict]) -> list[float]:
-    """Sign starts and ends; an end and the next start are merged into their midpoint."""
-    out = [float(signs[0]["start_frame"])]
-    for a, b in zip(signs, signs[1:]):
-        out.append((a["end_frame"] + b["start_frame"]) / 2.0)
-    out.append(float(signs[-1]["end_frame"]))
-    return out
-
-
 def score_lines(prefix: str, preds: dict[str, list[list[float]]], truths: list[list[float]], tol: float,
                 extra: dict) -> None:
     from msmae.analysis.segmentation import boundary_scores, micro_scores
@@ -95,7 +86,7 @@ def score_lines(prefix: str, preds: dict[str, list[list[float]]], truths: list[l
 # ------------------------------------------------------------------------------ synthetic sentences
 def synthetic(work: Path, steps: int, num_sentences: int, seed: int, timing: dict) -> None:
     from msmae.analysis.report import analyze, run_defaults
-    from msmae.analysis.segmentation import even_boundaries, velocity_boundaries, wrist_speed
+    from msmae.analysis.segmentation import even_boundaries, sign_boundaries, velocity_boundaries, wrist_speed
     from msmae.corpus import pack_sequences
     from msmae.models import MultiStreamEncoder
     from msmae.poses.normalize import normalize
@@ -131,7 +122,7 @@ def synthetic(work: Path, steps: int, num_sentences: int, seed: int, timing: dic
     fps = signer.fps
     for _ in range(num_sentences):
         seq, signs = signer.sentence(int(rng.integers(3, 8)), rng)
-        truth = true_boundaries(signs)
+        truth = sign_boundaries(signs)
         truths.append(truth)
         x = normalize(seq).select(encoder.layout)
         T = x.num_frames

@@ -193,6 +193,18 @@ def match_boundaries(pred: Sequence[float], true: Sequence[float], tolerance: fl
     return pairs
 
 
+def sign_boundaries(signs: Sequence[dict]) -> list[float]:
+    """True boundaries (frames) of a sentence with known signs (``start_frame``, ``end_frame``): the first
+    start, the last end, and between two signs the middle of the transition (n signs -> n + 1)."""
+    if not signs:
+        return []
+    out = [float(signs[0]["start_frame"])]
+    for a, b in zip(signs, signs[1:]):
+        out.append((a["end_frame"] + b["start_frame"]) / 2.0)
+    out.append(float(signs[-1]["end_frame"]))
+    return out
+
+
 def boundary_scores(pred: Sequence[float], true: Sequence[float], tolerance: float) -> dict:
     """Precision, recall and F1 of boundaries (frames) within ``tolerance`` frames, one-to-one.
 
