@@ -7,7 +7,7 @@ with the reason (missing pose file, unknown label; empty or unreadable clips are
 turns any of them into an :class:`ISLRDataError`.
 
 Splits are always named ``train``, ``val`` and ``test``. Pose files are found by name in
-``poses`` or ``poses/<split>``, with any suffix of :data:`POSE_SUFFIXES` (one file per video, as
+``poses`` or ``poses/<split>``, with any suffix of :data:`msmae.data.common.POSE_SUFFIXES` (one file per video, as
 ``msmae extract`` writes them).
 
 Files read, as released:
@@ -54,11 +54,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from msmae.data.common import POSE_SUFFIXES, ExampleSet, find_pose_file
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 DATASETS = ("wlasl", "asl_citizen", "slovo", "gislr", "manifest")
-POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
 WLASL_FPS = 25.0  # the frame rate WLASL's frame_start / frame_end are counted at
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                 "dev": "val", "test": "test", "testing": "test"}
@@ -99,56 +100,20 @@ class ISLRExample:
 
 
 @dataclass
-class ISLRData:
-    """Class names, usable examples, and what was excluded and why (``(id, reason)`` pairs)."""
+class ISLRData(ExampleSet):
+    """Class names, usable :class:`ISLRExample` s, and what was excluded and why (``(id, reason)`` pairs)."""
 
-    dataset: str
     classes: list[str] = field(default_factory=list)
-    examples: list[ISLRExample] = field(default_factory=list)
-    excluded: list[tuple[str, str]] = field(default_factory=list)
-
-    def split(self, name: str) -> list[ISLRExample]:
-        return [e for e in self.examples if e.split == name]
 
     @property
     def class_index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.classes)}
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.examples:
-            out[e.split] = out.get(e.split, 0) + 1
-        return out
-
-    def excluded_counts(self) -> dict[str, int]:
-        """Reason kind (text before the first ':') -> number of excluded examples."""
-        out: dict[str, int] = {}
-        for _, reason in self.excluded:
-            kind = reason.split(":")[0]
-            out[kind] = out.get(kind, 0) + 1
-        return out
-
-    def summary(self) -> str:
-        kept = ", ".join(f"{k} {v}" for k, v in self.counts().items()) or "none"
-        text = f"{self.dataset}: {len(self.classes)} classes, {len(self.examples)} examples ({kept})"
-        if self.excluded:
-            reasons = ", ".join(f"{v} {k}" for k, v in self.excluded_counts().items())
-            first = "; ".join(f"{i}: {r}" for i, r in self.excluded[:3])
-            text += f"; excluded {len(self.excluded)} ({reasons}; e.g. {first})"
-        return text
+    def _describe(self) -> str:
+        return f"{len(self.classes)} classes, "
 
 
 # ----------------------------------------------------------------------------- helpers
-def find_pose_file(poses: Path, name: str, split: str | None = None) -> Path | None:
-    """``poses/<name><suffix>`` or ``poses/<split>/<name><suffix>`` for the first suffix that exists."""
-    for d in [poses] + ([poses / split] if split else []):
-        for suffix in POSE_SUFFIXES:
-            p = d / f"{name}{suffix}"
-            if p.is_file():
-                return p
-    return None
-
-
 def _read_table(path: Path, *, delimiter: str | None = None) -> list[dict[str, str]]:
     """Rows of a delimited text file with a header; tab or comma sniffed from the header unless given."""
     if not path.is_file():

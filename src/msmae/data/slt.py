@@ -8,7 +8,7 @@ empty text, invalid time range), which are counted and logged, never dropped sil
 Splits are always named ``train``, ``dev`` and ``test`` (How2Sign's ``val`` is ``dev``).
 
 Files read (pose files are found by id in ``poses`` or ``poses/<split>``, any suffix in
-:data:`POSE_SUFFIXES`):
+:data:`msmae.data.common.POSE_SUFFIXES`):
 
 - PHOENIX-2014T: ``PHOENIX-2014-T.{train,dev,test}.corpus.csv`` from ``annotations/manual/``,
   ``|``-separated with a header ``name|video|start|end|speaker|orth|translation``; target =
@@ -40,14 +40,15 @@ import logging
 import math
 import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from msmae.data.common import ExampleSet, find_pose_file
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
 DATASETS = ("p14t", "csl_daily", "how2sign", "manifest", "dgs")
 # Target language (mBART-50 code) of each dataset; a manifest's language comes from the config.
 LANGUAGES = {"p14t": "de_DE", "csl_daily": "zh_CN", "how2sign": "en_XX", "dgs": "en_XX"}
@@ -70,53 +71,11 @@ class SLTExample:
     end: float | None = None
 
 
-@dataclass
-class SLTData:
-    """Usable examples plus what was excluded and why (``(id, reason)`` pairs)."""
-
-    dataset: str
-    examples: list[SLTExample] = field(default_factory=list)
-    excluded: list[tuple[str, str]] = field(default_factory=list)
-
-    def split(self, name: str) -> list[SLTExample]:
-        return [e for e in self.examples if e.split == name]
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.examples:
-            out[e.split] = out.get(e.split, 0) + 1
-        return out
-
-    def excluded_counts(self) -> dict[str, int]:
-        """Reason kind (text before the first ':') -> number of excluded examples."""
-        out: dict[str, int] = {}
-        for _, reason in self.excluded:
-            kind = reason.split(":")[0]
-            out[kind] = out.get(kind, 0) + 1
-        return out
-
-    def summary(self) -> str:
-        kept = ", ".join(f"{k} {v}" for k, v in self.counts().items()) or "none"
-        text = f"{self.dataset}: {len(self.examples)} examples ({kept})"
-        if self.excluded:
-            reasons = ", ".join(f"{v} {k}" for k, v in self.excluded_counts().items())
-            first = "; ".join(f"{i}: {r}" for i, r in self.excluded[:3])
-            text += f"; excluded {len(self.excluded)} ({reasons}; e.g. {first})"
-        return text
+class SLTData(ExampleSet):
+    """Usable :class:`SLTExample` s plus what was excluded and why (``(id, reason)`` pairs)."""
 
 
 # ----------------------------------------------------------------------------- helpers
-def find_pose_file(poses: Path, name: str, split: str | None = None) -> Path | None:
-    """``poses/<name><suffix>`` or ``poses/<split>/<name><suffix>`` for the first suffix that exists."""
-    dirs = [poses] + ([poses / split] if split else [])
-    for d in dirs:
-        for suffix in POSE_SUFFIXES:
-            p = d / f"{name}{suffix}"
-            if p.is_file():
-                return p
-    return None
-
-
 class _Collector:
     """Builds an :class:`SLTData`, recording every exclusion with its reason."""
 
