@@ -1,4 +1,4 @@
-"""Finding which task a run directory belongs to."""
+"""Run directories: which task made one, and refusing to overwrite one by mistake."""
 
 from __future__ import annotations
 
@@ -19,3 +19,12 @@ def task_module(run_dir: str | Path):
         raise CommandError(f"{run_dir}: a {task!r} run; evaluate/predict need an ISLR or SLT run "
                            f"(`msmae finetune islr|slt` or `msmae probe`)")
     return importlib.import_module(f"msmae.tasks.{task}")
+
+
+def refuse_existing_run(out: str | Path, resume: bool) -> None:
+    """A new (not ``--resume``) training run must not overwrite the checkpoints of an earlier one."""
+    from msmae.cli import CommandError
+
+    ckpts = Path(out) / "checkpoints"
+    if not resume and ckpts.is_dir() and any(ckpts.iterdir()):
+        raise CommandError(f"{out} already holds checkpoints: pass --resume to continue it, or choose a new --out")

@@ -37,6 +37,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from msmae.cli import CommandError
+    from msmae.commands._runs import refuse_existing_run
     from msmae.config import ConfigError, load_config
     from msmae.corpus import CorpusError
     from msmae.tasks.pretrain import PretrainConfig, pretrain
@@ -47,8 +48,7 @@ def run(args) -> int:
         if args.init:
             cfg.init = args.init
         out = Path(args.out)
-        if not args.resume and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-            raise CommandError(f"{out} already holds checkpoints: pass --resume to continue it, or choose a new --out")
+        refuse_existing_run(out, args.resume)
         metrics = pretrain(cfg, args.data, out, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, CorpusError, CheckpointError, ValueError) as e:
         raise CommandError(str(e)) from None

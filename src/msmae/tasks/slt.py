@@ -778,12 +778,12 @@ def run_finetune(args) -> int:
     import json
 
     from msmae.cli import CommandError
+    from msmae.commands._runs import refuse_existing_run
 
     try:
         cfg = config_from_args(args)
         out = Path(args.out)
-        if not args.resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
-            raise CommandError(f"{out} already holds checkpoints: pass --resume to continue it, or choose a new --out")
+        refuse_existing_run(out, args.resume)
         metrics = finetune(cfg, out, resume=args.resume, progress=not args.no_progress)
     except _setup_errors() as e:
         raise CommandError(str(e).strip("'\"")) from None
