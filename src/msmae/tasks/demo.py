@@ -82,12 +82,15 @@ def loss_summary(run: Path) -> dict:
 
 # ----------------------------------------------------------------------------------- synthetic
 def write_islr_set(folder: Path, *, num_classes: int, per_class: int, signers: int, seed: int) -> dict:
-    """SYNTHETIC isolated signs as ``.npz`` files + ``manifest.csv`` (path, label, split, signer).
+    """SYNTHETIC isolated signs as ``.npz`` files + ``manifest.csv`` (path, label, split, signer). ``seed`` fixes
+    the sign classes: the demo gives it a seed other than the pre-training sentences', so the classifier
+    learns signs that pre-training never saw (a transfer, as from ASL videos to another dataset).
 
     Samples go round-robin to ``signers`` synthetic signers; the last signer is the test split, the one
     before it validation, the rest training (signer-independent, as ASL Citizen)."""
     from msmae.poses import write_npz
     from msmae.poses.synthetic import SyntheticSigner
+    from msmae.utils import atomic_write_text
 
     if signers < 3:
         raise ValueError(f"need at least 3 synthetic signers (train, val, test), got {signers}")
@@ -104,8 +107,6 @@ def write_islr_set(folder: Path, *, num_classes: int, per_class: int, signers: i
             name = f"clips/{i:05d}_{gen.classes[label].name}.npz"
             write_npz(seq, folder / name)
             rows.append((name, gen.classes[label].name, split, f"synthetic-signer-{sid}"))
-        from msmae.utils import atomic_write_text
-
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "label", "split", "signer"])
@@ -211,7 +212,7 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
         "name": "msmae_demo", "data": "synthetic", "note": SYNTHETIC_NOTE, "out": str(out),
         "pretrain": {"run": str(pre_run), "steps": pre.get("steps"), "eval_loss": pre.get("eval_loss"),
                      "mean_baseline_loss": pre.get("mean_baseline_loss"), "samples_per_s": pre.get("samples_per_s"),
-                     "videos": pre.get("videos"), "loss_curve": loss_summary(pre_run),
+                     "videos": pre.get("videos"), "mask": pre.get("mask"), "loss_curve": loss_summary(pre_run),
                      "loss_plot": str(pre_run / "loss.png"), "reused": reused_pre},
         "islr": {"classes": num_classes, "clips": islr_data["clips"], "signers": signers, "epochs": islr_epochs,
                  "finetune": {**islr_row(ft), "run": str(out / "islr_finetune"), "reused": reused_ft},
@@ -235,7 +236,7 @@ def format_synthetic(s: dict) -> str:
         "msmae demo: " + s["note"],
         "",
         f"pre-training (tiny MS-MAE, {p['steps']} steps, {p['videos']['train']} unlabeled sentences, "
-        f"DiffMask r=0.5):",
+        f"{'DiffMask' if p['mask']['mode'] == 'diff' else 'SameMask'} r={p['mask']['ratio']:g}):",
         f"  training loss {c.get('first_tenth_mean', float('nan')):.4f} (first tenth of the run) -> "
         f"{c.get('last_tenth_mean', float('nan')):.4f} (last tenth)",
         f"  held-out reconstruction loss {p['eval_loss']:.4f} vs {p['mean_baseline_loss']:.4f} for predicting "
