@@ -76,6 +76,19 @@ def test_no_inputs_and_not_a_corpus(tmp_path):
         PackedCorpus(tmp_path / "empty")
 
 
+def test_cli_pack_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    from msmae.cli import main
+
+    assert main(["pack", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "missing" in err and "Traceback" not in err
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not a pose file")
+    assert main(["pack", str(video), "--out", str(tmp_path / "c")]) == 1
+    assert "clip.mp4" in capsys.readouterr().err
+    assert main(["pack", str(tmp_path), "--out", str(tmp_path / "c"), "--shard-frames", "0"]) == 1
+
+
 def test_memory_maps_do_not_load_the_corpus(tmp_path):
     seqs = [make_seq(2000, i, source=f"long{i}") for i in range(5)]
     pack_sequences(seqs, tmp_path / "c", shard_frames=4000)

@@ -140,6 +140,23 @@ def test_cli_pretrain_refuses_to_overwrite_and_reports_bad_config(tmp_path):
     assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r3")]) == 1
 
 
+@pytest.mark.parametrize("override, message", [
+    ("train.grad_accum=0", "train.steps, train.batch_size, train.grad_accum"),
+    ("data.frame_stride=0", "data.window, data.frame_stride"),
+    ("mask.ratio=1.0", "mask.ratio must be in [0, 1)"),
+    ("mask.mode=half", "mask.mode must be 'diff' or 'same'"),
+    ("train.betas=[0.9]", "train.betas must be two numbers"),
+])
+def test_cli_pretrain_rejects_out_of_range_values_in_one_line(tmp_path, capsys, override, message):
+    from msmae.cli import main
+
+    data = random_walk_corpus(tmp_path / "c")
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "r"), "--set", override]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written for a bad config
+
+
 def test_torchrun_two_processes_gloo(tmp_path):
     data = random_walk_corpus(tmp_path / "c")
     out = tmp_path / "ddp"

@@ -112,7 +112,12 @@ def _apply(cfg: Any, data: dict, prefix: str = "") -> Any:
             changes[k] = {**(getattr(cfg, k) or {}), **v}
         else:
             changes[k] = _coerce(v, tp, key)
-    return dataclasses.replace(cfg, **changes)
+    try:
+        return dataclasses.replace(cfg, **changes)  # runs the section's own checks (__post_init__)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

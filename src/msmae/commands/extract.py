@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                                  clips=args.clips, frames_fps=args.fps,
                                  model_complexity=args.model_complexity, refine_face=args.refine_face,
                                  overwrite=args.overwrite, seek=args.seek, progress=args.progress)
-    except (InputError, MissingModelError, ValueError) as e:
+    except (InputError, MissingModelError, ValueError, OSError) as e:  # OSError: e.g. --out is a file
         raise CommandError(str(e)) from None
     failed = summary["failed"]
     for f in failed:

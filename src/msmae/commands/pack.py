@@ -28,11 +28,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from msmae.cli import CommandError
     from msmae.corpus import CorpusError, pack_corpus
+    from msmae.poses.sequence import PoseDataError
 
+    if args.workers < 0 or args.shard_frames < 1:
+        raise CommandError("--workers must be >= 0 (0 = in this process) and --shard-frames >= 1")
     try:
         s = pack_corpus(args.inputs, args.out, workers=args.workers, normalize=not args.no_normalize,
                         shard_frames=args.shard_frames)
-    except (CorpusError, FileNotFoundError) as e:
+    except (CorpusError, PoseDataError, OSError) as e:  # a missing or unsupported input, an unwritable --out
         raise CommandError(str(e)) from None
     if args.json:
         print(json.dumps(s.to_dict()))

@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,16 @@ def _imap(paths: list[str], workers: int, normalize: bool) -> Iterator[tuple[str
         for p in paths:
             yield _load_one(p, normalize)
         return
+    # At most 2 x workers files in flight, yielded in input order: memory stays bounded by a few
+    # sequences however large the corpus (Executor.map would submit every file at once).
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_load_one, paths, [normalize] * len(paths), chunksize=4)
+        pending: deque = deque()
+        for p in paths:
+            pending.append(pool.submit(_load_one, p, normalize))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class CorpusWriter:

@@ -30,6 +30,12 @@ class MaskSection:
     ratio: float = 0.5                  # r: fraction of each stream's tokens that is masked
     mode: str = "diff"                  # "diff" (DiffMask) or "same" (SameMask)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise ValueError(f"mask.ratio must be in [0, 1), got {self.ratio}")
+        if self.mode not in ("diff", "same"):
+            raise ValueError(f"mask.mode must be 'diff' or 'same', got {self.mode!r}")
+
 
 @dataclass
 class DataSection:
@@ -39,6 +45,14 @@ class DataSection:
     max_holdout_videos: int = 200       # at most this many held-out videos
     eval_windows: int = 128             # held-out windows scored at each evaluation
     num_workers: int = 2                # DataLoader worker processes per rank
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.frame_stride < 1 or self.eval_windows < 1:
+            raise ValueError("data.window, data.frame_stride and data.eval_windows must be at least 1")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"data.holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.num_workers < 0 or self.max_holdout_videos < 0:
+            raise ValueError("data.num_workers and data.max_holdout_videos must be >= 0")
 
 
 @dataclass
@@ -59,6 +73,16 @@ class TrainSection:
     keep_checkpoints: int = 3           # newest step checkpoints kept (0 = all)
     log_every: int = 50                 # steps between log lines / TensorBoard points
     eval_every: int = 0                 # steps between held-out evaluations (0 = at the end only)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.log_every < 1:
+            raise ValueError("train.steps, train.batch_size, train.grad_accum and train.log_every must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if min(self.warmup_steps, self.checkpoint_every, self.keep_checkpoints, self.eval_every) < 0:
+            raise ValueError("train.warmup_steps, checkpoint_every, keep_checkpoints and eval_every must be >= 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
 
 
 @dataclass
