@@ -135,6 +135,13 @@ def test_slovo_tab_separated_train_flag_and_ranges(tmp_path):
     comma = tmp_path / "comma.csv"                            # a comma-separated copy reads the same
     comma.write_text(ann.read_text(encoding="utf-8").replace("\t", ","), encoding="utf-8")
     assert load_slovo(comma, poses).counts() == d.counts()
+    # As released: slovo/train/*.mp4 and slovo/test/*.mp4, so `msmae extract slovo/` writes poses/{train,test}/.
+    tree = tmp_path / "tree"
+    write_poses(tree / "train", ["a1", "a2", "a4"], frames=30)
+    write_poses(tree / "test", ["a3", "a5"], frames=30)
+    t = load_slovo(ann, tree)
+    assert t.counts() == {"train": 3, "val": 2} and not t.excluded
+    assert next(x for x in t.examples if x.id == "a3").pose_path.parent.name == "test"
     ann.write_text(SLOVO_HEADER + "a1\tu1\t1\t1\t1\tx\tmaybe\t0\t1\n")
     with pytest.raises(ISLRDataError, match="train flag of 'a1' is 'maybe'"):
         load_slovo(ann, poses)

@@ -204,6 +204,28 @@ def manifest(tmp_path: Path, per_class: int = 6) -> Path:
     return tmp_path / "m.csv"
 
 
+def test_relative_paths_are_saved_absolute_and_evaluate_can_point_elsewhere(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest(data)
+    monkeypatch.chdir(tmp_path)
+    assert main(["finetune", "islr", "--annotations", "data/m.csv", "--init", "none", "--out", "run",
+                 "--no-progress", *sets(SMALL + ["train.epochs=2"])]) == 0
+    saved = ck.read_checkpoint_config(tmp_path / "run")["task_config"]["data"]["annotations"]
+    assert saved == str(tmp_path / "data" / "m.csv")
+    ref = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    monkeypatch.chdir(tmp_path.parent)          # another working directory: the run still finds its data
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == pytest.approx(ref["top1"])
+    (tmp_path / "data").rename(tmp_path / "moved")   # the data moved: the run cannot find it ...
+    assert main(["evaluate", str(tmp_path / "run")]) == 1
+    assert "m.csv" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "run"), "--json", "--annotations",  # ... unless told where it is
+                 str(tmp_path / "moved" / "m.csv")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == pytest.approx(ref["top1"])
+
+
 def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     man = manifest(tmp_path)
     args = ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",

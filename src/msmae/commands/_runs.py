@@ -28,3 +28,23 @@ def refuse_existing_run(out: str | Path, resume: bool) -> None:
     ckpts = Path(out) / "checkpoints"
     if not resume and ckpts.is_dir() and any(ckpts.iterdir()):
         raise CommandError(f"{out} already holds checkpoints: pass --resume to continue it, or choose a new --out")
+
+
+def absolute_data_paths(cfg) -> None:
+    """Make ``cfg.data.annotations`` / ``cfg.data.poses`` (and an SLT run's ``translator.mbart``) absolute, so
+    that the config saved with a run still finds its data from another working directory."""
+    import os
+
+    for section, name in (("data", "annotations"), ("data", "poses"), ("translator", "mbart")):
+        sec = getattr(cfg, section, None)
+        value = getattr(sec, name, None) if sec is not None else None
+        if value:
+            setattr(sec, name, os.path.abspath(os.path.expanduser(value)))
+
+
+def override_data(cfg, args) -> None:
+    """``msmae evaluate --annotations/--poses``: score a run on data that moved or on another copy."""
+    for name in ("annotations", "poses"):
+        if getattr(args, name, None):
+            setattr(cfg.data, name, getattr(args, name))
+    absolute_data_paths(cfg)

@@ -25,6 +25,8 @@ Files read, as released:
   ``train``, False -> ``val`` (Slovo has no test split; its held-out signers are the validation
   set). ``begin``/``end`` are frame numbers of the uncut videos, taken as 0-based ``[begin, end)``;
   the released trimmed videos are already cut, so they are applied only with ``frame_ranges=True``.
+  Pose files are looked for in ``poses``, and in ``poses/train`` or ``poses/test`` (the release's video
+  folders) for training and validation rows respectively.
   The ``no_event`` class is kept (the paper counts 1,001 Slovo classes).
 - Kaggle GISLR (asl-signs): ``train.csv`` with ``path, participant_id, sequence_id, sign``;
   ``path`` is relative to the CSV's folder. There is no official split: participants listed in
@@ -195,17 +197,20 @@ class _Collector:
     def exclude(self, ex_id: str, reason: str) -> None:
         self.data.excluded.append((ex_id, reason))
 
-    def add(self, ex_id: str, pose_name: str, label: str, split: str, **extra) -> None:
-        """An example whose pose file is found by name in the pose folder."""
+    def add(self, ex_id: str, pose_name: str, label: str, split: str, *, folder: str | None = None,
+            **extra) -> None:
+        """An example whose pose file is found by name in the pose folder or its sub-folder ``folder``
+        (default: the split's name)."""
         label = (label or "").strip()
         if not label:
             self.exclude(ex_id, "empty label")
             return
         assert self.poses is not None
-        path = find_pose_file(self.poses, pose_name, split) if self.check_poses else self.poses / f"{pose_name}.pose"
+        folder = folder or split
+        path = find_pose_file(self.poses, pose_name, folder) if self.check_poses else self.poses / f"{pose_name}.pose"
         if path is None:
             self.exclude(ex_id, f"missing pose file: {self.poses / pose_name}"
-                         f"{{{','.join(POSE_SUFFIXES)}}} (also looked in {self.poses / split})")
+                         f"{{{','.join(POSE_SUFFIXES)}}} (also looked in {self.poses / folder})")
             return
         self.pending.append(ISLRExample(ex_id, path, label, split, **extra))
 
@@ -344,8 +349,10 @@ def load_slovo(annotations: str | Path, poses: str | Path, *, frame_ranges: bool
     col = _Collector("slovo", Path(poses), check_poses)
     for row in rows:
         vid = row["attachment_id"].strip()
-        split = "train" if _flag(row["train"], path, vid) else "val"
-        extra: dict = {"signer": row["user_id"].strip() or None}
+        train = _flag(row["train"], path, vid)
+        split = "train" if train else "val"
+        # The release ships train/ and test/ video folders; its test signers are our validation split.
+        extra: dict = {"signer": row["user_id"].strip() or None, "folder": "train" if train else "test"}
         if frame_ranges:
             begin, end = _number(row["begin"], path, "begin", vid), _number(row["end"], path, "end", vid)
             if begin is not None and end is not None and not end > begin:

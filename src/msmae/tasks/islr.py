@@ -579,6 +579,7 @@ def add_finetune_arguments(p, *, probe: bool = False) -> None:
 
 
 def config_from_args(args) -> IslrConfig:
+    from msmae.commands._runs import absolute_data_paths
     from msmae.config import load_config
 
     probe = getattr(args, "islr_mode", "finetune") == "probe"
@@ -589,6 +590,7 @@ def config_from_args(args) -> IslrConfig:
     cfg = load_config(IslrConfig, args.config, overrides, base=probe_base() if probe else None)
     cfg.mode = "probe" if probe else "finetune"
     cfg.init = args.init
+    absolute_data_paths(cfg)
     return cfg
 
 
@@ -620,6 +622,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
     import json
 
     from msmae.cli import CommandError
+    from msmae.commands._runs import override_data
     from msmae.config import ConfigError, config_from_dict
     from msmae.data.islr import _SPLIT_NAMES, ISLRDataError
     from msmae.train.checkpoint import CheckpointError
@@ -631,6 +634,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
     try:
         model, meta = model_from_run(run_dir)
         cfg = config_from_dict(IslrConfig, meta["task_config"])
+        override_data(cfg, args)
         classes, splits, excluded = prepare_splits(cfg, model.encoder.config.layout, classes=meta["classes"],
                                                    splits=(name,), progress=not args.json)
     except (ConfigError, ISLRDataError, CheckpointError, ValueError, KeyError) as e:

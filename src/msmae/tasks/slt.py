@@ -750,6 +750,7 @@ def add_finetune_arguments(p) -> None:
 
 
 def config_from_args(args) -> SltConfig:
+    from msmae.commands._runs import absolute_data_paths
     from msmae.config import load_config
 
     overrides = []
@@ -761,6 +762,7 @@ def config_from_args(args) -> SltConfig:
         overrides.append("translator.freeze_encoder=true")
     cfg = load_config(SltConfig, args.config, overrides + list(args.overrides))
     cfg.init = args.init
+    absolute_data_paths(cfg)
     return cfg
 
 
@@ -799,6 +801,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
     import json
 
     from msmae.cli import CommandError
+    from msmae.commands._runs import override_data
     from msmae.config import config_from_dict
 
     name = SPLIT_ALIASES.get(split.lower())
@@ -807,6 +810,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
     try:
         model, tokenizer, meta = translator_from_run(run_dir)
         cfg = config_from_dict(SltConfig, meta["task_config"])
+        override_data(cfg, args)
         splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name], progress=not args.json)
     except _setup_errors() as e:
         raise CommandError(str(e).strip("'\"")) from None
