@@ -226,6 +226,35 @@ def test_relative_paths_are_saved_absolute_and_evaluate_can_point_elsewhere(tmp_
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == pytest.approx(ref["top1"])
 
 
+@pytest.mark.parametrize("name, dataset, affine, select", [
+    ("wlasl", "wlasl", True, "top1"), ("asl_citizen", "asl_citizen", True, "top1"),
+    ("slovo", "slovo", True, "top5"), ("jsl", "manifest", False, "top1")])
+def test_islr_configs_hold_the_papers_settings(name, dataset, affine, select):
+    """Appendix C: 32 frames, batch 128, AdamW wd 1e-3, lr 5e-5, 10-epoch warm-up, cosine, 100 epochs;
+    rotation/shear/scale on every dataset but the JSL Corpus; Slovo (no test split) selected on top-5."""
+    from msmae.config import load_config
+    from msmae.tasks.islr import IslrConfig
+
+    cfg = load_config(IslrConfig, Path(__file__).resolve().parents[1] / "configs" / "islr" / f"{name}.yaml")
+    t = cfg.train
+    assert cfg.data.dataset == dataset and cfg.data.num_frames == 32
+    assert (t.batch_size, t.weight_decay, t.lr, t.warmup_epochs, t.epochs, t.min_lr_ratio) == (
+        128, 1e-3, 5e-5, 10, 100, 0.0)
+    assert cfg.augment.affine is affine and t.select_metric == select and cfg.model.size == "paper"
+
+
+def test_top5_selection_without_a_test_split_reports_validation(tmp_path):
+    man = manifest(tmp_path)
+    rows = [r for r in man.read_text().splitlines() if not r.endswith(",test")]
+    man.write_text("\n".join(rows) + "\n")
+    assert main(["finetune", "islr", "--annotations", str(man), "--init", "none", "--out", str(tmp_path / "r"),
+                 "--no-progress", *sets(SMALL + ["train.epochs=2", "train.select_metric=top5"])]) == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["split"] == "val" and "test" not in m["splits"] and m["examples"] == {"train": 8, "val": 2}
+    assert m["selected_on"]["metric"] == "top5" and m["selected_on"]["split"] == "val"
+    assert m["top5"] == m["splits"]["val"]["top5"]
+
+
 def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     man = manifest(tmp_path)
     args = ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",
@@ -290,6 +319,11 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert "select_metric" in capsys.readouterr().err
     with pytest.raises(SystemExit):                     # --init is required: never train from scratch by accident
         main(base)
+    # A loss that blows up is one line that says what to do, not a traceback.
+    assert main(["finetune", "islr", "--annotations", str(man), "--out", str(tmp_path / "nan"), "--no-progress",
+                 "--init", "none", *sets(SMALL + ["train.epochs=2", "train.lr=1e30", "train.warmup_epochs=0"])]) == 1
+    err = capsys.readouterr().err
+    assert "loss became" in err and "lower train.lr" in err and "Traceback" not in err
 
 
 def test_torchrun_two_processes_gloo(tmp_path):

@@ -165,6 +165,11 @@ def test_manifest(tmp_path):
         ("x", "hallo, welt", "train", None, None), ("y", "guten tag", "dev", 0.5, 2.0)]
     assert data.examples[0].pose_path == tmp_path / "p" / "x.pose"
     assert data.excluded_counts() == {"missing pose file": 1, "empty text": 1}
+    # With a pose folder, relative paths are relative to it (as in the ISLR manifest).
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "m.csv").write_text("path,text,split\nx.pose,hallo,train\n", encoding="utf-8")
+    moved = load_slt_dataset("manifest", annotations=tmp_path / "elsewhere" / "m.csv", poses=tmp_path / "p")
+    assert [e.pose_path for e in moved.examples] == [tmp_path / "p" / "x.pose"] and not moved.excluded
     (tmp_path / "bad.csv").write_text("path,words,split\na,b,train\n", encoding="utf-8")
     with pytest.raises(SLTDataError, match=r"bad.csv: missing column\(s\) \['text'\]"):
         load_manifest(tmp_path / "bad.csv")

@@ -50,7 +50,7 @@ def run(args) -> int:
         out = Path(args.out)
         refuse_existing_run(out, args.resume)
         metrics = pretrain(cfg, args.data, out, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, CorpusError, CheckpointError, ValueError) as e:
+    except (ConfigError, CorpusError, CheckpointError, ValueError, FloatingPointError) as e:
         raise CommandError(str(e)) from None
     if metrics:
         print(json.dumps({k: metrics[k] for k in ("steps", "final_loss", "eval_loss", "mean_baseline_loss",

@@ -25,7 +25,7 @@ Files read (pose files are found by id in ``poses`` or ``poses/<split>``, any su
   When only the whole video's ``<VIDEO_NAME>.pose`` exists, the example cuts START..END seconds
   out of it. Rows whose END <= START are excluded (the paper excludes invalid time ranges).
 - Plain manifest CSV: columns ``path, text, split`` (optional ``id``, ``start``, ``end`` in seconds);
-  relative paths are relative to the CSV file.
+  relative paths are relative to ``poses`` when given, else to the CSV file's folder.
 - DGS Corpus sentences (the 32-sentence sample in ``shared/data/dgs-corpus-sentences``):
   ``{split}_{i}_metadata.json`` (``sentence.english`` / ``sentence.german``) beside
   ``{split}_{i}_original.pose``.
@@ -296,14 +296,16 @@ def load_how2sign(annotations: str | Path, poses: str | Path, *, splits: Iterabl
 
 
 # ----------------------------------------------------------------------------- manifest
-def load_manifest(path: str | Path, *, splits: Iterable[str] | None = None, strict: bool = False,
-                  check_poses: bool = True) -> SLTData:
-    """A plain CSV (comma or tab) with columns ``path, text, split`` and optional ``id, start, end``."""
+def load_manifest(path: str | Path, poses: str | Path | None = None, *, splits: Iterable[str] | None = None,
+                  strict: bool = False, check_poses: bool = True) -> SLTData:
+    """A plain CSV (comma or tab) with columns ``path, text, split`` and optional ``id, start, end``;
+    relative paths are relative to ``poses`` when given, else to the CSV's folder."""
     path = Path(path)
+    root = Path(poses) if poses else path.parent
     wanted = set(_check_splits(splits))
     rows = _read_table(path)
     _require(path, rows, ("path", "text", "split"))
-    col = _Collector("manifest", path.parent, check_poses=False)
+    col = _Collector("manifest", root, check_poses=False)
     for i, row in enumerate(rows, start=2):
         split = {"val": "dev", "valid": "dev", "validation": "dev"}.get(row["split"].strip(), row["split"].strip())
         if split not in SPLITS:
@@ -311,7 +313,7 @@ def load_manifest(path: str | Path, *, splits: Iterable[str] | None = None, stri
         if split not in wanted:
             continue
         pose = Path(row["path"].strip())
-        pose = pose if pose.is_absolute() else path.parent / pose
+        pose = pose if pose.is_absolute() else root / pose
         ex_id = (row.get("id") or "").strip() or pose.stem
         start = _float_or_none(row.get("start", ""), path, "start", ex_id)
         end = _float_or_none(row.get("end", ""), path, "end", ex_id)
@@ -373,7 +375,7 @@ def load_slt_dataset(dataset: str, *, annotations: str | Path, poses: str | Path
     if dataset == "how2sign":
         return load_how2sign(annotations, poses, splits=splits, strict=strict, check_poses=check_poses)
     if dataset == "manifest":
-        return load_manifest(annotations, splits=splits, strict=strict, check_poses=check_poses)
+        return load_manifest(annotations, poses, splits=splits, strict=strict, check_poses=check_poses)
     if dataset == "dgs":
         return load_dgs_sentences(annotations, language=language, splits=splits, strict=strict)
     raise SLTDataError(f"unknown SLT dataset {dataset!r}; choose from {', '.join(DATASETS)}")

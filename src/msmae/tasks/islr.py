@@ -609,7 +609,7 @@ def run_finetune(args) -> int:
         out = Path(args.out)
         refuse_existing_run(out, args.resume)
         metrics = finetune(cfg, out, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, ISLRDataError, CheckpointError, PoseDataError, ValueError) as e:
+    except (ConfigError, ISLRDataError, CheckpointError, PoseDataError, ValueError, FloatingPointError) as e:
         raise CommandError(str(e)) from None
     if metrics:
         print(json.dumps({k: metrics.get(k) for k in ("split", "top1", "top5", "per_class_top1")}))

@@ -773,7 +773,15 @@ def _setup_errors():
     from msmae.poses.sequence import PoseDataError
     from msmae.train.checkpoint import CheckpointError
 
-    return (ConfigError, SLTDataError, TranslatorSetupError, CheckpointError, PoseDataError, ValueError, KeyError)
+    # FloatingPointError: a non-finite loss (lower the learning rate); ImportError: the `slt` extra is missing.
+    return (ConfigError, SLTDataError, TranslatorSetupError, CheckpointError, PoseDataError, ValueError, KeyError,
+            FloatingPointError, ImportError)
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, ImportError):
+        return f"{e}: SLT needs the `slt` extra (pip install 'msmae[slt]')"
+    return str(e).strip("'\"")
 
 
 def run_finetune(args) -> int:
@@ -788,7 +796,7 @@ def run_finetune(args) -> int:
         refuse_existing_run(out, args.resume)
         metrics = finetune(cfg, out, resume=args.resume, progress=not args.no_progress)
     except _setup_errors() as e:
-        raise CommandError(str(e).strip("'\"")) from None
+        raise CommandError(_one_line(e)) from None
     if metrics:
         print(json.dumps({k: metrics.get(k) for k in ("split", "bleu1", "bleu4", "rouge_l", "bleu1_punct_fixed",
                                                       "bleu4_punct_fixed", "rouge_l_punct_fixed") if k in metrics}))
@@ -813,7 +821,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
         override_data(cfg, args)
         splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name], progress=not args.json)
     except _setup_errors() as e:
-        raise CommandError(str(e).strip("'\"")) from None
+        raise CommandError(_one_line(e)) from None
     if name not in splits:
         raise CommandError(f"{run_dir}: the {cfg.data.dataset} data ({cfg.data.annotations}) has no usable "
                            f"{name} sentences")
@@ -850,7 +858,7 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
         model, tokenizer, meta = translator_from_run(run_dir)
         cfg_t = meta["task_config"]["translator"]
     except _setup_errors() as e:
-        raise CommandError(str(e).strip("'\"")) from None
+        raise CommandError(_one_line(e)) from None
     try:
         seq = read_input_sequence(input_path)
         clip = prepare_sequence(seq, layout=model.encoder.config.layout, normalize=meta["normalize"],
@@ -861,8 +869,12 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
     except (PoseDataError, OSError, RuntimeError) as e:
         raise CommandError(f"{input_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     beams = getattr(args, "beams", None) or int(cfg_t["num_beams"])
-    text = translate(model, tokenizer, [clip], lang=meta["language"], num_beams=beams,
-                     max_new_tokens=int(cfg_t["max_new_tokens"]), length_penalty=float(cfg_t["length_penalty"]))[0]
+    try:
+        text = translate(model, tokenizer, [clip], lang=meta["language"], num_beams=beams,
+                         max_new_tokens=int(cfg_t["max_new_tokens"]),
+                         length_penalty=float(cfg_t["length_penalty"]))[0]
+    except ValueError as e:  # e.g. more pose tokens than mBART's positions
+        raise CommandError(f"{input_path}: {e}") from None
     if getattr(args, "json", False):
         print(json.dumps({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
                           "language": meta["language"], "translation": text}, ensure_ascii=False))
