@@ -61,6 +61,11 @@ def test_rouge_l_corpus_mean_and_chinese_characters():
     assert rouge_l(["今天 天气好"], ["今天天气很好"], lang="zh_CN") == pytest.approx(100 * 12.2 / 13.64)
     # the same strings scored as words are two/one tokens with nothing in common
     assert rouge_l(["今天 天气好"], ["今天天气很好"], lang="en") == 0.0
+    # Words are COCO's split(" "): a doubled space is an empty token. "the  cat" vs "the cat": LCS 2 of
+    # 3 hypothesis / 2 reference tokens, F = 2.44 * (2/3) * 1 / (1 + 1.44 * 2/3).
+    assert rouge_tokens("the  cat") == ["the", "", "cat"]
+    assert rouge_l(["the  cat"], ["the cat"]) == pytest.approx(100 * 2.44 * (2 / 3) / (1 + 1.44 * 2 / 3))
+    assert rouge_l([""], [""]) == 100.0 and rouge_l([""], ["a"]) == 0.0
 
 
 def test_bleu_hand_worked_unigram():

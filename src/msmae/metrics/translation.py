@@ -81,10 +81,11 @@ def lcs_length(a: Sequence, b: Sequence) -> int:
 
 
 def rouge_tokens(text: str, *, lang: str = "en") -> list[str]:
-    """ROUGE tokens: characters without whitespace for Chinese, whitespace-separated words otherwise."""
+    """ROUGE tokens: characters without whitespace for Chinese; otherwise COCO's ``text.split(" ")``, which
+    keeps an empty token for every doubled, leading or trailing space (as the published scores do)."""
     if is_chinese(lang):
         return [c for c in text if not c.isspace()]
-    return text.split()
+    return text.split(" ")
 
 
 def rouge_l_sentence(hyp_tokens: Sequence[str], ref_tokens: Sequence[str], *, beta: float = ROUGE_BETA) -> float:
