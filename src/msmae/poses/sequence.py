@@ -125,13 +125,15 @@ class PoseSequence:
 
     @staticmethod
     def concatenate(seqs: Sequence["PoseSequence"]) -> "PoseSequence":
-        """Join sequences along time. They must share layout; fps is taken from the first."""
+        """Join sequences along time. They must share layout and frame rate (resample first otherwise)."""
         if not seqs:
             raise ValueError("nothing to concatenate")
         first = seqs[0]
         for s in seqs[1:]:
             if s.layout != first.layout:
                 raise ValueError(f"layouts differ: {first.layout.spec} vs {s.layout.spec}")
+            if abs(s.fps - first.fps) > 1e-6 * first.fps:
+                raise ValueError(f"frame rates differ: {first.fps:g} vs {s.fps:g} fps")
         return first.with_arrays(
             np.concatenate([s.coords for s in seqs]), np.concatenate([s.present for s in seqs]))
 
