@@ -16,6 +16,9 @@ folds: each fold trains for a fixed number of epochs and its last weights are sc
 for every variant. ``*_std`` is the standard deviation over all fold scores (repeats x folds, ddof 1).
 
     python benchmarks/islr_small_real.py --data ../shared/data/wlasl50-subset/wlasl50_part0.npz
+    msmae extract ../shared/data/how2sign-clips --out h2s_poses &&
+        python benchmarks/islr_small_real.py --h2s-poses h2s_poses        # the README table
+    python benchmarks/islr_small_real.py --data my.npz --sources '' --pretrain-poses my_unlabeled_poses/
     python benchmarks/islr_small_real.py --size paper --device cuda --epochs 100 --pretrain-steps 20000
 """
 
@@ -135,7 +138,7 @@ def pretrain_sources(args) -> list[Path]:
     where = {"gislr": SHARED / "gislr-asl-signs" / "train_landmark_files",
              "fingerspelling": SHARED / "fingerspelling-ase" / "ase",
              "dgs": SHARED / "dgs-corpus-sentences", "reference": SHARED / "videos" / "reference-holistic"}
-    files: list[Path] = []
+    files: list[Path] = list(find_pose_files(args.pretrain_poses)) if args.pretrain_poses else []
     h2s = set()
     if args.h2s_poses:
         h2s_files = find_pose_files([args.h2s_poses])
@@ -146,6 +149,8 @@ def pretrain_sources(args) -> list[Path]:
             raise SystemExit(f"pre-training source {s!r} not found: {where[s]} (set MSMAE_SHARED_DATA or --sources)")
         # The reference arrays of How2Sign clips duplicate --h2s-poses: keep one copy.
         files += [p for p in find_pose_files([where[s]]) if not (s == "reference" and p.stem in h2s)]
+    if not files:
+        raise SystemExit("no pre-training poses: give --sources, --h2s-poses or --pretrain-poses")
     return files
 
 
@@ -216,8 +221,9 @@ def summarize(variant: str, scores: list[dict], extra: dict) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=SHARED / "wlasl50-subset" / "wlasl50_part0.npz",
-                   help="npz with X (N, T, 170), y, classes (default: the shared WLASL-50 subset)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="npz with X (N, T, 170), y, classes (default: the shared WLASL-50 subset; skipped when the "
+                   "shared data is absent, an error when a given file is missing)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2, help="repetitions of the k-fold split, each with its own seed")
@@ -235,6 +241,9 @@ def parse_args(argv=None):
                    help=f"pre-training sources in the shared data: comma list of {', '.join(SOURCES)}")
     p.add_argument("--h2s-poses", type=Path, help="folder of How2Sign clip poses (e.g. `msmae extract` of "
                    "../shared/data/how2sign-clips), added to the pre-training corpus")
+    p.add_argument("--pretrain-poses", type=Path, action="append", default=[], metavar="PATH",
+                   help="any other pose files, folders or list files for the pre-training corpus (repeatable); "
+                   "with --sources '' only these are used")
     p.add_argument("--work", type=Path, help="folder for the corpus and pre-training runs (default: a temp dir)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--progress", action="store_true", help="progress bars")
@@ -257,9 +266,15 @@ def main(argv=None) -> int:
     from msmae.data.islr import prepare_clip
     from msmae.layout import get_layout
 
+    if args.data is None:
+        args.data = SHARED / "wlasl50-subset" / "wlasl50_part0.npz"
+        if not args.data.is_file():
+            print(json.dumps({"name": "islr_small_real", "skipped": f"shared data not found: {args.data} "
+                              "(give --data or set MSMAE_SHARED_DATA)"}))
+            return 0
     if not args.data.is_file():
-        print(f"skipped: {args.data} not found (set --data or MSMAE_SHARED_DATA)", file=sys.stderr)
-        return 0
+        print(f"islr_small_real: --data {args.data}: no such file", file=sys.stderr)
+        return 2
     t_all = time.perf_counter()
     seqs, y, classes = npz_sequences(args.data)
     clips = [prepare_clip(s, layout=get_layout("body,hands")) for s in seqs]
@@ -285,7 +300,8 @@ def main(argv=None) -> int:
             if mode not in encoders:
                 encoders[mode], pre_info[mode] = run_pretraining(args, work, mode)
             extra["pretrain"] = {"mask": mode, **pre_info[mode],
-                                 "sources": args.sources + (["how2sign"] if args.h2s_poses else [])}
+                                 "sources": args.sources + (["how2sign"] if args.h2s_poses else [])
+                                 + [str(p) for p in args.pretrain_poses]}
         scores = []
         for r, fold in enumerate(splits):
             for k in range(args.folds):
