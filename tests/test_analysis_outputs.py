@@ -183,3 +183,29 @@ def test_attention_command_on_a_video_links_the_video(tiny_run, tmp_path):
     md = ET.parse(out / "segments.eaf").getroot().find("HEADER/MEDIA_DESCRIPTOR")
     assert md.get("MIME_TYPE") == "video/mp4" and md.get("MEDIA_URL") == video.resolve().as_uri()
     assert (out / "segments_strip.png").is_file() and (out / "attention.png").is_file()
+
+
+@pytest.mark.slow
+def test_attention_command_on_a_real_how2sign_clip_writes_every_output(tiny_run, tmp_path):
+    """Issue 7's "done when": every output for a real How2Sign clip (1280x720, 24 fps)."""
+    import cv2
+
+    pytest.importorskip("mediapipe")
+    video = shared_path("how2sign-clips", "_15CDIexNDM_9-5-rgb_front.mp4")
+    cap = cv2.VideoCapture(str(video))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    out = tmp_path / "h2s"
+    assert main(["attention", str(video), "--model", str(tiny_run), "--out", str(out)]) == 0
+    info = json.loads((out / "segments.json").read_text())
+    assert info["fps"] == pytest.approx(24.0, abs=0.01) and info["frames"] == frames
+    assert info["segments"][-1]["end_frame"] == frames and info["segments"][-1]["end_s"] == pytest.approx(frames / 24, abs=1e-3)
+    assert set(info["files"].values()) == {"attention.npy", "segments.json", "segments.eaf", "attention.png",
+                                           "segments_strip.png"}
+    m = np.load(out / "attention.npy")
+    assert m.shape == (info["num_tokens"],) * 2 and np.allclose(m, m.T, equal_nan=True)
+    assert [b - a for a, b, _ in read_eaf_tier(out / "segments.eaf")] == [
+        round(s["end_s"] * 1000) - round(s["start_s"] * 1000) for s in info["segments"]]
+    for png in ("attention.png", "segments_strip.png"):
+        with Image.open(out / png) as im:
+            assert im.size[0] > 300 and im.size[1] > 200
