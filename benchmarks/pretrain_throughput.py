@@ -3,13 +3,13 @@
 Full train steps (forward, backward, AdamW) on 300-frame windows with all four streams, for fp32 and bf16
 autocast, at mask ratio 0.5 and 0 (what token dropping saves). Prints one JSON object per line:
 `name`, `dtype`, `mask_ratio`, `samples_per_s`, `achieved_tflops` (model matmul FLOPs of the tokens actually
-processed, forward + backward = 3 x forward), `peak_tflops` (a large square matmul in the same dtype, measured
-in the same run just before), `mfu` = achieved / peak, `peak_rss_mb` (each setting runs in its own
+processed, forward + backward = 3 x forward), `peak_tflops` (large square matmuls in the same dtype, measured
+before and after every setting: the highest for that dtype in the whole run), `mfu` = achieved / peak, `peak_rss_mb` (each setting runs in its own
 process), plus timing details and the 1-minute load average (the machine may be shared).
 CPU only; the optimizer is AdamW (betas 0.9, 0.95) with `fused=True`; inputs are synthetic (speed does not
 depend on the values), one fixed batch.
 
-    python benchmarks/pretrain_throughput.py [--steps 6] [--batch-size 8] [--quick]
+    python benchmarks/pretrain_throughput.py [--steps 6] [--batch-size 32] [--quick]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6, help="timed train steps per setting")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32, help="samples per step (32 = our default global batch of 256 over 8 GPUs)")
     ap.add_argument("--frames", type=int, default=300, help="frames per window (the paper: 300)")
     ap.add_argument("--size", default="paper", help="model size (msmae.models.SIZES)")
     ap.add_argument("--streams", default="body,hands,face")
@@ -92,7 +92,8 @@ def run_setting(args) -> dict:
     dtype_name, ratio = args.child.split(",")
     ratio = float(ratio)
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
-    peak = max(matmul_peak_tflops(torch, dtype, n) for n in ((1024,) if args.quick else (2048, 4096)))
+    sizes = (1024,) if args.quick else (2048, 4096)
+    peak = max(matmul_peak_tflops(torch, dtype, n) for n in sizes)
 
     torch.manual_seed(0)
     cfg = model_config(args.size, streams=args.streams)
@@ -125,6 +126,7 @@ def run_setting(args) -> dict:
         loss = step()
         times.append(time.perf_counter() - t0)
     mean = statistics.fmean(times)
+    peak = max(peak, *(matmul_peak_tflops(torch, dtype, n) for n in sizes))   # again after: the best of both
     flops = 3 * model_flops(cfg, frames=t, enc_tokens=counts["enc"], dec_tokens=counts["dec"])
     achieved = flops / mean / 1e12
     return {
@@ -148,6 +150,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_setting(args)), flush=True)
         return 0
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
+    rows = []
     for dtype in args.dtypes.split(","):
         for ratio in args.ratios.split(","):
             cmd = [sys.executable, os.path.abspath(__file__), *passthrough, "--child", f"{dtype},{ratio}"]
@@ -155,8 +158,15 @@ def main(argv=None) -> int:
             if res.returncode != 0:
                 sys.stderr.write(res.stderr)
                 return res.returncode
-            sys.stdout.write(res.stdout)
-            sys.stdout.flush()
+            rows.append(json.loads(res.stdout))
+    # The matmul peak of a shared 2-core machine moves from one measurement to the next: every setting is
+    # scored against the highest peak measured for its dtype anywhere in this run (the strictest reference).
+    for r in rows:
+        best = max(o["peak_tflops"] for o in rows if o["dtype"] == r["dtype"])
+        r["peak_tflops_own_process"] = r["peak_tflops"]
+        r["peak_tflops"] = best
+        r["mfu"] = round(r["achieved_tflops"] / best, 4)
+        print(json.dumps(r), flush=True)
     return 0
 
 
