@@ -114,8 +114,10 @@ def test_inspect_table_and_folders(capsys):
     body = [ln for ln in lines[1:] if ln.startswith(str(folder))]
     assert len(body) == len(list(folder.glob("*.npy"))) == 6
     lsa = next(ln.split() for ln in body if "lsa64" in ln)
-    assert lsa[1:] == ["88", "30*", "2.93", "mediapipe-npy", "1.000", "0.000", "1.000", "1.000"]
-    assert "assumed" in lines[-1]
+    # lsa64_001_001_001.mp4 lies in the parent folder: its 59.94 fps and 1920x1080 are used.
+    assert lsa[1:] == ["88", "59.94", "1.47", "mediapipe-npy", "1.000", "0.000", "1.000", "1.000"]
+    h2s = next(ln.split() for ln in body if "_15CDIexNDM_4" in ln)   # its video is elsewhere: fps assumed
+    assert h2s[2] == "30*" and "assumed" in lines[-1]
 
 
 def test_inspect_folder_totals_match_data_readme(capsys):

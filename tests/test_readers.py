@@ -220,6 +220,11 @@ def test_reference_npy_mediapipe_arrays():
     body = xyz[:, 489 + np.arange(11, 17), :2]
     np.testing.assert_allclose(seq.coords[:, BODY, 0], body[..., 0] * 1920 / 1080, rtol=1e-6)
     np.testing.assert_allclose(seq.coords[:, BODY, 1], body[..., 1], rtol=1e-6)
+    # Without the values, the video beside it (videos/lsa64_001_001_001.mp4) gives them.
+    auto = read_sequence(f)
+    assert auto.fps == pytest.approx(59.94, abs=0.01) and (auto.width, auto.height) == (1920, 1080)
+    assert not auto.meta["fps_assumed"] and auto.meta["frame_info_from"].endswith("lsa64_001_001_001.mp4")
+    np.testing.assert_allclose(auto.coords, seq.coords, rtol=1e-6)
     np.testing.assert_allclose(seq.coords[:, FACE, 1], xyz[:, FACE_IDX, 1], rtol=1e-6)
     np.testing.assert_allclose(seq.coords[:, RH, 1], xyz[:, 522:543, 1], rtol=1e-6)
     assert np.isnan(xyz[:, 468:489]).all() and not seq.present[:, LH].any()

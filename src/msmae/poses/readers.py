@@ -12,7 +12,8 @@ position in the file; a point the source lacks or did not detect is ``present=Fa
 | ``.npz``     | msmae's own compact format (``write_npz``)            | stored              |
 
 Where a source does not store fps or frame size, pass them (``read_sequence(p, fps=24,
-width=1280, height=720)``). Otherwise fps is taken as ``DEFAULT_FPS`` (30, a usual camera
+width=1280, height=720)``), or keep the video beside it: a video with the same stem in the file's
+folder or its parent gives them (read with OpenCV, ``meta["frame_info_from"]``). Otherwise fps is taken as ``DEFAULT_FPS`` (30, a usual camera
 rate; GISLR does not publish its rate) with ``meta["fps_assumed"] = True``, and the frame as
 square (x and y keep MediaPipe's normalised scale). Values passed explicitly override what a
 file says. Coordinates follow DESIGN.md: normalised (x, y) ->
@@ -180,6 +181,43 @@ def holistic_to_sequence(xyz: np.ndarray, *, fps: float, width: int | None = Non
                         width=width, height=height, source=source, meta={})
 
 
+def video_beside(path: Path) -> dict:
+    """fps, width and height of a video with the same stem next to ``path`` or in its parent folder (as the
+    shared data keeps ``videos/clip.mp4`` beside ``videos/reference-holistic/clip.npy``), read with OpenCV;
+    empty when there is none or OpenCV is not installed."""
+    from msmae.extract.frames import VIDEO_SUFFIXES
+
+    for folder in (path.parent, path.parent.parent):
+        for suffix in VIDEO_SUFFIXES:
+            video = folder / f"{path.stem}{suffix}"
+            if not video.is_file():
+                continue
+            try:
+                import cv2
+            except ImportError:
+                return {}
+            cap = cv2.VideoCapture(str(video))
+            try:
+                fps, w, h = (cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                             int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            finally:
+                cap.release()
+            if fps > 0 and w > 0 and h > 0:
+                return {"fps": float(fps), "width": w, "height": h, "video": str(video)}
+    return {}
+
+
+def _fill_from_video(path: Path, fps, width, height) -> tuple[float | None, int | None, int | None, str | None]:
+    """What the caller did not give (fps, width, height), from a video beside the file when there is one."""
+    if fps is not None and width is not None and height is not None:
+        return fps, width, height, None
+    v = video_beside(path)
+    if not v:
+        return fps, width, height, None
+    return (fps if fps is not None else v["fps"], width if width is not None else v["width"],
+            height if height is not None else v["height"], v["video"])
+
+
 def read_holistic_npy(path: str | os.PathLike, *, fps: float | None = None, width: int | None = None,
                       height: int | None = None) -> PoseSequence:
     """A MediaPipe Holistic ``.npy`` array (T, 543, 3) in GISLR order, NaN where undetected."""
@@ -188,8 +226,11 @@ def read_holistic_npy(path: str | os.PathLike, *, fps: float | None = None, widt
         xyz = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy says "cannot reshape", "Failed to interpret", ...
         raise PoseDataError(f"{path}: not a readable .npy array ({_first_line(e)})") from None
+    fps, width, height, video = _fill_from_video(path, fps, width, height)
     seq = holistic_to_sequence(xyz, fps=fps or DEFAULT_FPS, width=width, height=height, source=str(path))
     seq.meta.update(source_layout="mediapipe-npy", fps_assumed=fps is None, absent_points={})
+    if video:
+        seq.meta["frame_info_from"] = video
     return seq
 
 
@@ -241,9 +282,12 @@ def read_gislr_parquet(path: str | os.PathLike, *, fps: float | None = None, wid
     if len(np.unique(flat)) != len(flat):
         raise PoseDataError(f"{path}: the same (frame, type, landmark_index) appears more than once")
     xyz.reshape(-1, 2)[flat] = xy
+    fps, width, height, video = _fill_from_video(path, fps, width, height)
     seq = holistic_to_sequence(xyz, fps=fps or DEFAULT_FPS, width=width, height=height, source=str(path))
     seq.meta.update(source_layout="gislr-parquet", fps_assumed=fps is None, absent_points={},
                     first_frame=int(frames[0]))
+    if video:
+        seq.meta["frame_info_from"] = video
     return seq
 
 
