@@ -303,9 +303,18 @@ def test_probe_trains_only_the_head_of_a_pretrained_encoder(tmp_path, capsys):
     assert all(torch.equal(pre_enc[k], probe_enc[k]) for k in pre_enc)  # frozen: bit-identical weights
     sd = ck.load_state_dict(out)
     assert "head.weight" in sd and "cls_token" not in sd
+    assert meta["probe_norm"] and "norm.running_var" in sd and not torch.equal(sd["norm.running_var"],
+                                                                              torch.ones_like(sd["norm.running_var"]))
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "probe" and m["split"] == "test" and 0.0 <= m["top1"] <= 1.0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["split"] == "test"
+    # The feature statistics are part of the model: evaluate gives the run's own test figures back.
+    assert main(["evaluate", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == pytest.approx(m["top1"])
+    # A training batch of one sample (8 training clips, batch 7) does not break the feature normalisation.
+    assert main(["probe", "--annotations", str(man), "--init", str(pre), "--out", str(tmp_path / "odd"),
+                 "--no-progress", *sets(["train.batch_size=7", "train.epochs=1", "data.num_workers=0",
+                                         "data.load_workers=1"])]) == 0
 
 
 def test_command_errors_are_one_line(tmp_path, capsys):

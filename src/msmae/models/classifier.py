@@ -5,10 +5,12 @@
   Linear classifier reads its contextual embedding. Everything trains.
 - linear probe (``pooling="mean"``, ``freeze_encoder=True``): the encoder is frozen (no gradients,
   always in eval mode), its contextual embeddings are averaged over all valid tokens, one Linear
-  layer classifies.
+  layer classifies. With ``feature_norm`` the pooled features are first standardised by a BatchNorm
+  without affine parameters, as MAE's linear probe does: the probe stays linear (the normalisation
+  folds into the Linear at evaluation) but trains far better on features of very different scales.
 
 State dict keys: ``encoder.*`` (so :func:`msmae.train.checkpoint.load_encoder` reads any ISLR run),
-``cls_token`` (CLS pooling only), ``head.*``.
+``cls_token`` (CLS pooling only), ``norm.*`` (feature_norm only: running mean and variance), ``head.*``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class ISLRClassifier(nn.Module):
     """Keypoints (B, T, K, 2) -> class logits (B, num_classes)."""
 
     def __init__(self, *, encoder: MultiStreamEncoder, num_classes: int, pooling: str = "cls",
-                 freeze_encoder: bool = False, dropout: float = 0.0) -> None:
+                 freeze_encoder: bool = False, dropout: float = 0.0, feature_norm: bool = False) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -36,6 +38,7 @@ class ISLRClassifier(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pooling == "cls" else None
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
+        self.norm = nn.BatchNorm1d(dim, affine=False) if feature_norm else None
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(dim, num_classes)
         nn.init.normal_(self.head.weight, std=0.01)
@@ -69,7 +72,15 @@ class ISLRClassifier(nn.Module):
         """coords (B, T, K, 2), frame_valid (B, T) bool or None (= all frames) -> logits (B, num_classes)."""
         if frame_valid is None:
             frame_valid = torch.ones(coords.shape[:2], dtype=torch.bool, device=coords.device)
-        return self.head(self.drop(self.features(coords, frame_valid)))
+        f = self.features(coords, frame_valid)
+        if self.norm is not None:
+            f = f.float()
+            if self.training and f.shape[0] == 1:  # batch statistics of one sample are undefined: use the running ones
+                f = nn.functional.batch_norm(f, self.norm.running_mean, self.norm.running_var, training=False,
+                                             eps=self.norm.eps)
+            else:
+                f = self.norm(f)
+        return self.head(self.drop(f))
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -89,6 +89,7 @@ class IslrConfig:
     train: TrainSection = field(default_factory=TrainSection)
     mode: str = "finetune"              # finetune ([CLS] + Linear, all trained) | probe (frozen encoder, mean, Linear)
     init: str = ""                      # encoder checkpoint or run directory; "none" = random initialisation
+    probe_norm: bool = True             # probe: BatchNorm (no affine) on the pooled features before the Linear (MAE's)
 
 
 def probe_base() -> IslrConfig:
@@ -209,12 +210,12 @@ def build_encoder(init: str, model: ModelSection, *, seed: int = 0):
     return enc
 
 
-def build_classifier(encoder, num_classes: int, mode: str, dropout: float = 0.0):
+def build_classifier(encoder, num_classes: int, mode: str, dropout: float = 0.0, probe_norm: bool = True):
     from msmae.models.classifier import ISLRClassifier
 
     if mode == "probe":
         return ISLRClassifier(encoder=encoder, num_classes=num_classes, pooling="mean", freeze_encoder=True,
-                              dropout=dropout)
+                              dropout=dropout, feature_norm=probe_norm)
     return ISLRClassifier(encoder=encoder, num_classes=num_classes, pooling="cls", dropout=dropout)
 
 
@@ -227,7 +228,8 @@ def model_from_run(run_dir: str | Path, device="cpu"):
     if meta.get("task") != "islr":
         raise CheckpointError(f"{run_dir}: not an ISLR run (task {meta.get('task')!r})")
     enc = MultiStreamEncoder(config=ModelConfig.from_dict(meta["model"]))
-    model = build_classifier(enc, len(meta["classes"]), meta["mode"])
+    model = build_classifier(enc, len(meta["classes"]), meta["mode"],
+                             probe_norm=bool(meta.get("probe_norm", False)))  # runs made before the option: none
     missing, unexpected = model.load_state_dict(load_state_dict(run_dir), strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{run_dir}: weights do not match the ISLR model (missing {missing[:4]}, "
@@ -495,7 +497,7 @@ def checkpoint_config(cfg: IslrConfig, model, classes: Sequence[str]) -> dict:
 
     mc = model.encoder.config
     return {"task": "islr", "model": mc.to_dict(), "layout": mc.layout.to_dict(), "encoder_prefix": "encoder.",
-            "classes": list(classes), "mode": cfg.mode, "pooling": model.pooling,
+            "classes": list(classes), "mode": cfg.mode, "pooling": model.pooling, "probe_norm": model.norm is not None,
             "num_frames": cfg.data.num_frames, "normalize": cfg.data.normalize, "task_config": config_to_dict(cfg)}
 
 
@@ -517,7 +519,7 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
         if "val" not in splits:
             log.warning("no validation split: the last epoch is kept and nothing is selected")
         torch.manual_seed(cfg.train.seed)
-        model = build_classifier(encoder, len(classes), cfg.mode, cfg.train.head_dropout)
+        model = build_classifier(encoder, len(classes), cfg.mode, cfg.train.head_dropout, cfg.probe_norm)
         conf = checkpoint_config(cfg, model, classes)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
