@@ -235,7 +235,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="peak lr of scratch and fine-tuning (same for both)")
     p.add_argument("--probe-lr", type=float, default=1e-2,
                    help="peak lr of the probe's Linear (1e-2: chosen by inner cross-validation on training folds)")
-    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--pretrain-steps", type=int, default=6000,
+                   help="MS-MAE pre-training steps (6000: chosen by inner cross-validation on training folds)")
     p.add_argument("--pretrain-batch", type=int, default=32)
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--sources", default=",".join(SOURCES),
