@@ -199,7 +199,8 @@ def test_attention_command_on_a_real_how2sign_clip_writes_every_output(tiny_run,
     assert main(["attention", str(video), "--model", str(tiny_run), "--out", str(out)]) == 0
     info = json.loads((out / "segments.json").read_text())
     assert info["fps"] == pytest.approx(24.0, abs=0.01) and info["frames"] == frames
-    assert info["segments"][-1]["end_frame"] == frames and info["segments"][-1]["end_s"] == pytest.approx(frames / 24, abs=1e-3)
+    last = info["segments"][-1]
+    assert last["end_frame"] == frames and last["end_s"] == pytest.approx(frames / 24, abs=1e-3)
     assert set(info["files"].values()) == {"attention.npy", "segments.json", "segments.eaf", "attention.png",
                                            "segments_strip.png"}
     m = np.load(out / "attention.npy")

@@ -13,10 +13,10 @@ position in the file; a point the source lacks or did not detect is ``present=Fa
 
 Where a source does not store fps or frame size, pass them (``read_sequence(p, fps=24,
 width=1280, height=720)``), or keep the video beside it: a video with the same stem in the file's
-folder or its parent gives them (read with OpenCV, ``meta["frame_info_from"]``). Otherwise fps is taken as ``DEFAULT_FPS`` (30, a usual camera
-rate; GISLR does not publish its rate) with ``meta["fps_assumed"] = True``, and the frame as
-square (x and y keep MediaPipe's normalised scale). Values passed explicitly override what a
-file says. Coordinates follow DESIGN.md: normalised (x, y) ->
+folder or its parent gives them (read with OpenCV, ``meta["frame_info_from"]``). Otherwise fps is
+taken as ``DEFAULT_FPS`` (30, a usual camera rate; GISLR does not publish its rate) with
+``meta["fps_assumed"] = True``, and the frame as square (x and y keep MediaPipe's normalised
+scale). Values passed explicitly override what a file says. Coordinates follow DESIGN.md: normalised (x, y) ->
 (x * width / height, y); pixel (x, y) -> (x / height, y / height).
 """
 
