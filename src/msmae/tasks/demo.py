@@ -363,8 +363,8 @@ def format_videos(s: dict) -> str:
     lines += [
         f"  corpus: {c['videos']} videos, {c['frames']} frames",
         f"  pre-training (tiny MS-MAE, {p['steps']} steps): training loss "
-        f"{curve.get('first_tenth_mean', float('nan')):.4f} -> {curve.get('last_tenth_mean', float('nan')):.4f}; held-out {p['eval_loss']:.4f} vs "
-        f"{p['mean_baseline_loss']:.4f} for predicting the mean",
+        f"{curve.get('first_tenth_mean', float('nan')):.4f} -> {curve.get('last_tenth_mean', float('nan')):.4f}; "
+        f"held-out {p['eval_loss']:.4f} vs {p['mean_baseline_loss']:.4f} for predicting the mean",
         f"  attention: {a['videos']} videos, {a['segments_mean'] or 0:.1f} segments per video on average "
         f"(heatmap, segments.json, .eaf per video in {a['folder']})",
         f"everything is in {s['out']}/",
