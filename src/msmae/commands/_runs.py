@@ -32,13 +32,15 @@ def refuse_existing_run(out: str | Path, resume: bool) -> None:
 
 def absolute_data_paths(cfg) -> None:
     """Make ``cfg.data.annotations`` / ``cfg.data.poses`` (and an SLT run's ``translator.mbart``) absolute, so
-    that the config saved with a run still finds its data from another working directory."""
+    that the config saved with a run still finds its data from another working directory. Paths that do not
+    exist are left as given: the error that follows names what the user wrote (and a hub name stays
+    recognisable as one)."""
     import os
 
     for section, name in (("data", "annotations"), ("data", "poses"), ("translator", "mbart")):
         sec = getattr(cfg, section, None)
         value = getattr(sec, name, None) if sec is not None else None
-        if value:
+        if value and os.path.exists(os.path.expanduser(value)):
             setattr(sec, name, os.path.abspath(os.path.expanduser(value)))
 
 

@@ -77,8 +77,8 @@ class TrainSection:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.log_every < 1:
             raise ValueError("train.steps, train.batch_size, train.grad_accum and train.log_every must be at least 1")
-        if not self.lr > 0:
-            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if not self.lr >= 0:  # 0 is allowed: e.g. to measure a checkpoint's losses without changing it
+            raise ValueError(f"train.lr must be >= 0, got {self.lr}")
         if min(self.warmup_steps, self.checkpoint_every, self.keep_checkpoints, self.eval_every) < 0:
             raise ValueError("train.warmup_steps, checkpoint_every, keep_checkpoints and eval_every must be >= 0")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
