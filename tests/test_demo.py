@@ -48,6 +48,15 @@ def test_synthetic_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert s2["pretrain"]["reused"] and s2["islr"]["finetune"]["reused"] and s2["islr"]["scratch"]["reused"]
     assert (out / "pretrain" / "model" / "model.safetensors").stat().st_mtime == mtime
     assert s2["islr"]["finetune"]["top1"] == s["islr"]["finetune"]["top1"]
+    # --fresh deletes only what the demo wrote, and refuses a folder that holds anything else.
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds files the demo did not write"):
+        demo.synthetic_demo(out, pretrain_steps=40, islr_epochs=3, sentences=24, num_classes=5, per_class=6,
+                            signers=3, fresh=True, progress=False)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "pretrain" / "model").is_dir()
+    (out / "notes.txt").unlink()
+    demo._start_fresh(out, demo.SYNTHETIC_ENTRIES)
+    assert out.is_dir() and not any(out.iterdir())
 
 
 def test_demo_command_rejects_bad_options(tmp_path, capsys):

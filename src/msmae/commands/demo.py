@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--max-attention", type=int, default=None, metavar="N",
                    help="with --videos: attention outputs for the first N videos only (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fresh", action="store_true", help="delete the output folder first instead of reusing it")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete what an earlier demo wrote into the output folder first, instead of reusing it "
+                   "(refused if the folder holds anything else)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -47,6 +47,30 @@ ISLR = ["train.batch_size=32", "train.lr=1e-3", "train.warmup_epochs=3", "data.n
         "data.load_workers=1", "train.log_every=5"]
 
 
+SYNTHETIC_ENTRIES = ("pretrain_corpus", "pretrain", "islr_data", "islr_finetune", "islr_scratch", "attention",
+                     "demo_summary.json")
+VIDEOS_ENTRIES = ("poses", "corpus", "pretrain", "attention", "demo_summary.json")
+
+
+def _start_fresh(out: Path, entries: tuple[str, ...]) -> None:
+    """Delete what an earlier demo wrote into ``out``, and nothing else: a folder holding anything the demo
+    does not write (``--out`` pointed at the wrong place) is refused."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"{out} is a file, not a demo output folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in entries)
+    if foreign:
+        raise ValueError(f"--fresh would delete {out}, which holds files the demo did not write "
+                         f"({', '.join(foreign[:5])}); choose another --out or delete it yourself")
+    for name in entries:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def _done(run: Path) -> dict | None:
     """The metrics of a finished run in ``run``, else None."""
     m = run / "metrics.json"
@@ -149,8 +173,8 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     from msmae.utils import atomic_write_json
 
     out = Path(out)
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    if fresh:
+        _start_fresh(out, SYNTHETIC_ENTRIES)
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     log.info(SYNTHETIC_NOTE)
@@ -282,8 +306,8 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     from msmae.utils import atomic_write_json
 
     out = Path(out)
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    if fresh:
+        _start_fresh(out, VIDEOS_ENTRIES)
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
 
