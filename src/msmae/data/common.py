@@ -1,10 +1,13 @@
-"""What the ISLR and SLT dataset adapters share: finding a pose file by name, and the set of usable
-examples with every exclusion and its reason."""
+"""What the ISLR and SLT dataset adapters share: reading annotation tables, finding a pose file by name,
+and the set of usable examples with every exclusion and its reason."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
 
@@ -55,3 +58,36 @@ class ExampleSet:
             first = "; ".join(f"{i}: {r}" for i, r in self.excluded[:3])
             text += f"; excluded {len(self.excluded)} ({reasons}; e.g. {first})"
         return text
+
+
+def read_table(path: Path, *, error: type[Exception], delimiters: tuple[str, ...] = (",", "\t"),
+               delimiter: str | None = None) -> list[dict[str, str]]:
+    """Rows of a delimited text file with a header. The delimiter is the one of ``delimiters`` the header
+    holds most often (ties: the first) unless given; ``|`` tables are read without quoting (PHOENIX and
+    CSL-Daily files), others with CSV quoting. Every problem is an ``error`` naming the file."""
+    if not path.is_file():
+        raise error(f"annotation file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text ({e.reason})") from None
+    header = text.split("\n", 1)[0]
+    if not header.strip():
+        raise error(f"{path}: empty file (expected a header line)")
+    if delimiter is None:
+        delimiter = max(delimiters, key=header.count)
+    quoting = csv.QUOTE_NONE if delimiter == "|" else csv.QUOTE_MINIMAL
+    rows = []
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    for i, row in enumerate(reader, start=2):
+        if None in row:
+            raise error(f"{path}, line {i}: more fields than the header has ({header.strip()!r})")
+        rows.append({k.strip(): (v if v is not None else "") for k, v in row.items()})
+    return rows
+
+
+def require_columns(path: Path, rows: list[dict], columns: Iterable[str], *, error: type[Exception]) -> None:
+    have = set(rows[0]) if rows else set()
+    missing = [c for c in columns if c not in have]
+    if rows and missing:
+        raise error(f"{path}: missing column(s) {missing}; found {sorted(have)}")

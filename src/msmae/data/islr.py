@@ -44,8 +44,6 @@ split. A ``val``/``test`` example whose label is not a class is excluded as an u
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -56,7 +54,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from msmae.data.common import POSE_SUFFIXES, ExampleSet, find_pose_file
+from msmae.data.common import POSE_SUFFIXES, ExampleSet, find_pose_file, read_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -117,31 +115,11 @@ class ISLRData(ExampleSet):
 
 # ----------------------------------------------------------------------------- helpers
 def _read_table(path: Path, *, delimiter: str | None = None) -> list[dict[str, str]]:
-    """Rows of a delimited text file with a header; tab or comma sniffed from the header unless given."""
-    if not path.is_file():
-        raise ISLRDataError(f"annotation file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ISLRDataError(f"{path}: not UTF-8 text ({e.reason})") from None
-    header = text.split("\n", 1)[0]
-    if not header.strip():
-        raise ISLRDataError(f"{path}: empty file (expected a header line)")
-    if delimiter is None:
-        delimiter = "\t" if header.count("\t") > header.count(",") else ","
-    rows = []
-    for i, row in enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter), start=2):
-        if None in row:
-            raise ISLRDataError(f"{path}, line {i}: more fields than the header has ({header.strip()!r})")
-        rows.append({k.strip(): (v if v is not None else "") for k, v in row.items()})
-    return rows
+    return read_table(path, error=ISLRDataError, delimiters=(",", "\t"), delimiter=delimiter)
 
 
 def _require(path: Path, rows: list[dict], columns: Iterable[str]) -> None:
-    have = set(rows[0]) if rows else set()
-    missing = [c for c in columns if c not in have]
-    if rows and missing:
-        raise ISLRDataError(f"{path}: missing column(s) {missing}; found {sorted(have)}")
+    require_columns(path, rows, columns, error=ISLRDataError)
 
 
 def _number(value, path: Path, column: str, row_id: str) -> float | None:

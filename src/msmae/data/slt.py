@@ -33,8 +33,6 @@ Files read (pose files are found by id in ``poses`` or ``poses/<split>``, any su
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -44,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from msmae.data.common import ExampleSet, find_pose_file
+from msmae.data.common import ExampleSet, find_pose_file, read_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -121,35 +119,11 @@ class _Collector:
 
 
 def _read_table(path: Path, *, delimiter: str | None = None) -> list[dict[str, str]]:
-    """Rows of a delimited text file with a header; the delimiter is sniffed from the header
-    (``|``, tab or comma) unless given. Errors name the file."""
-    if not path.is_file():
-        raise SLTDataError(f"annotation file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SLTDataError(f"{path}: not UTF-8 text ({e.reason})") from None
-    header = text.split("\n", 1)[0]
-    if not header.strip():
-        raise SLTDataError(f"{path}: empty file (expected a header line)")
-    if delimiter is None:
-        delimiter = max(("|", "\t", ","), key=header.count)
-    # PHOENIX/CSL files are '|' tables without quoting; How2Sign CSVs quote sentences with commas.
-    quoting = csv.QUOTE_NONE if delimiter == "|" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
-    rows = []
-    for i, row in enumerate(reader, start=2):
-        if None in row:
-            raise SLTDataError(f"{path}, line {i}: more fields than the header has ({header.strip()!r})")
-        rows.append({k.strip(): (v if v is not None else "") for k, v in row.items()})
-    return rows
+    return read_table(path, error=SLTDataError, delimiters=("|", "\t", ","), delimiter=delimiter)
 
 
 def _require(path: Path, rows: list[dict], columns: Iterable[str]) -> None:
-    have = set(rows[0]) if rows else set()
-    missing = [c for c in columns if c not in have]
-    if rows and missing:
-        raise SLTDataError(f"{path}: missing column(s) {missing}; found {sorted(have)}")
+    require_columns(path, rows, columns, error=SLTDataError)
 
 
 def _float_or_none(value: str, path: Path, column: str, row_id: str) -> float | None:
