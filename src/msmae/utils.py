@@ -64,3 +64,15 @@ def _json_default(o: Any) -> Any:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def list_file_entries(path: Path) -> list[Path]:
+    """The paths a list file names, one per line (blank lines and ``#`` comments skipped), relative ones
+    taken relative to the list's folder."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            q = Path(line)
+            out.append(q if q.is_absolute() else Path(path).parent / q)
+    return out

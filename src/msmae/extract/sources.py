@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from msmae.extract.frames import VIDEO_SUFFIXES, frame_range, is_image, is_video
+from msmae.utils import list_file_entries
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,8 @@ def find_clips(inputs: Iterable[str | os.PathLike]) -> list[Clip]:
         elif p.suffix.lower() in LIST_SUFFIXES:
             if p.resolve() in lists:
                 raise InputError(f"{p}: list file includes itself")
-            for line in p.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    q = Path(line)
-                    add(q if q.is_absolute() else p.parent / q, lists + (p.resolve(),))
+            for q in list_file_entries(p):
+                add(q, lists + (p.resolve(),))
         elif is_video(p):
             clips.append(Clip(source=p, name=p.stem))
         else:

@@ -34,6 +34,7 @@ import numpy as np
 from msmae.layout import BODY_POINT_NAMES, CANONICAL, STREAMS_BY_NAME, Layout, get_layout
 from msmae.poses.sequence import PoseDataError, PoseSequence
 from msmae.poses.writers import NPZ_FORMAT, NPZ_VERSION, NUM_FACE, NUM_FACE_REFINED, gislr_offsets
+from msmae.utils import list_file_entries
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,8 @@ def find_pose_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif p.suffix.lower() in LIST_SUFFIXES:
             if p.resolve() in seen_lists:
                 raise PoseDataError(f"{p}: list file includes itself")
-            for line in p.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    q = Path(line)
-                    add(q if q.is_absolute() else p.parent / q, seen_lists + (p.resolve(),))
+            for q in list_file_entries(p):
+                add(q, seen_lists + (p.resolve(),))
         elif p.suffix.lower() in SUPPORTED_SUFFIXES:
             out.setdefault(p, None)
         else:
