@@ -47,13 +47,15 @@ def test_loss_matches_a_brute_force_reference(model):
                         continue
                     for kk in range(stream.size):
                         if present[b, f, sl.start + kk]:
-                            d = out.pred[b, p, tok, j, kk].detach().double() - coords[b, f, sl.start + kk].double()
+                            d = out.pred[b, tok, j, sl.start + kk].detach().double() - coords[b, f, sl.start + kk].double()
                             sse += float((d ** 2).sum())
                             count += 2
     assert count > 0 and float(out.count) == count
     assert out.loss.item() == pytest.approx(sse / count, rel=1e-5)
-    # entries beyond a stream's own keypoints (body has 6 of 21 slots) are zero and never counted
-    assert not out.pred[:, 0, :, :, 6:].any() and not out.weight[:, 0, :, :, 6:].any()
+    # a keypoint counts only while its own stream's token is masked: the weight follows each stream's mask
+    for p, stream in enumerate(model.layout.streams):
+        sl = model.layout.stream_slice(stream.name)
+        assert not out.weight[..., sl][~out.masked[:, p]].any()
 
 
 def test_target_at_missing_keypoints_and_visible_tokens_does_not_matter(model):
@@ -101,11 +103,11 @@ def test_fully_missing_token_adds_nothing(model):
     present2[b, tok * s:(tok + 1) * s, sl] = False
     coords2 = coords * present2[..., None]
     loss2, _, w2, count2 = model.forward_loss(coords2, present2, frame_valid, out.pred, out.masked)
-    assert not w2[b, p, tok].any()
+    assert not w2[b, tok, :, sl].any()
     assert float(count2) == float(out.count) - 2 * s * model.layout.streams[p].size
     # the loss is the mean over the other tokens' coordinates: any prediction at that token is irrelevant
     pred3 = out.pred.clone()
-    pred3[b, p, tok] = 123.0
+    pred3[b, tok, :, sl] = 123.0
     assert _loss(model, coords2, present2, frame_valid, pred3, out.masked) == loss2
 
 

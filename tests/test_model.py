@@ -56,10 +56,10 @@ def test_forward_backward_shapes_counts_and_gradients(size, streams):
     cfg = model_config(size, streams=streams)
     model = MSMAE(config=cfg)
     coords, present, frame_valid = _inputs(cfg, b=2, t=14, lengths=[14, 9])   # 4 and 3 tokens per stream
-    p, km = len(cfg.layout.streams), max(s.size for s in cfg.layout.streams)
+    p, k = len(cfg.layout.streams), cfg.layout.num_points
     out = model(coords, present, frame_valid, mask_ratio=0.5, generator=torch.Generator().manual_seed(0))
-    assert out.pred.shape == out.target.shape == (2, p, 4, 4, km, 2)
-    assert out.weight.shape == (2, p, 4, 4, km)
+    assert out.pred.shape == out.target.shape == (2, 4, 4, k, 2)              # frame layout (B, Nt, S, K, 2)
+    assert out.weight.shape == (2, 4, 4, k)
     assert out.token_valid[:, 0].sum(dim=1).tolist() == [4, 3]
     # round(0.5 * 4) = 2 and round(0.5 * 3) = 2 masked per stream
     assert out.masked.sum(dim=2).tolist() == [[2] * p, [2] * p]
@@ -193,7 +193,7 @@ def test_padding_does_not_change_real_tokens():
         # and the decoder: same predictions for the short sample's tokens, alone or in a padded batch
         pa = model.forward_decoder(model.forward_encoder(short, fv, visible_short), model.encoder.token_valid(fv))
         pb = model.forward_decoder(model.forward_encoder(long_, fv_l, visible), model.encoder.token_valid(fv_l))
-        torch.testing.assert_close(pb[1, :, :3], pa[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pb[1, :3], pa[0], rtol=1e-5, atol=1e-5)          # (Nt, S, K, 2)
 
 
 def test_prefix_tokens_come_first_without_positional_encoding():

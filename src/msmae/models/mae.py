@@ -1,8 +1,9 @@
 """MS-MAE pre-training model (paper 3.2): mask tokens per stream, encode the visible ones, decode all,
 reconstruct the masked cubelets' keypoints.
 
-Shapes: B batch, T frames, K keypoints (layout order), P streams, Nt tokens per stream, S = cubelet,
-Km = the largest stream's keypoint count (smaller streams are zero-padded to it, with zero weight).
+Shapes: B batch, T frames, K keypoints (layout order), P streams, Nt tokens per stream, S = cubelet.
+Predictions, targets and weights are kept in frame layout (B, Nt, S, K, ...): ``x.reshape(B, Nt * S, K, ...)``
+gives per-frame keypoints, and stream p's keypoints of token t are ``x[:, t, :, layout.stream_slice(p)]``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msmae.models.attention import Block, key_padding_mask
@@ -23,9 +23,9 @@ from msmae.models.masking import make_visible
 @dataclass
 class MAEOutput:
     loss: Tensor          # () float32: squared error summed over counted coordinates / their count
-    pred: Tensor          # (B, P, Nt, S, Km, 2) reconstruction of every token (entries beyond K_p are 0)
-    target: Tensor        # (B, P, Nt, S, Km, 2) float32 input keypoints cut into cubelets
-    weight: Tensor        # (B, P, Nt, S, Km) float32, 1 = keypoint counted in the loss (masked, present, valid)
+    pred: Tensor          # (B, Nt, S, K, 2) reconstruction of every token, in frame layout
+    target: Tensor        # (B, Nt, S, K, 2) float32 input keypoints, frames padded to Nt * S
+    weight: Tensor        # (B, Nt, S, K) float32, 1 = keypoint counted in the loss (masked, present, valid)
     visible: Tensor       # (B, P, Nt) bool, token shown to the encoder
     masked: Tensor        # (B, P, Nt) bool, token reconstructed (valid and not visible)
     token_valid: Tensor   # (B, P, Nt) bool, False = padding token
@@ -64,7 +64,12 @@ class MSMAE(nn.Module):
             m.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.decoder_stream_embed, std=0.02)
-        self.max_points = max(s.size for s in self.layout.streams)
+        # Streams grouped by shared head (both hands through one matmul), and each keypoint's stream index.
+        self._head_groups: dict[str, list[int]] = {}
+        for p, s in enumerate(self.layout.streams):
+            self._head_groups.setdefault(stream_group(s.name), []).append(p)
+        point_stream = torch.cat([torch.full((s.size,), p) for p, s in enumerate(self.layout.streams)])
+        self.register_buffer("point_stream", point_stream, persistent=False)   # (K,) long
 
     # ------------------------------------------------------------------ the three stages
     def forward(self, coords: Tensor, present: Tensor, frame_valid: Tensor, *, mask_ratio: float = 0.5,
@@ -85,7 +90,7 @@ class MSMAE(nn.Module):
         return self.encoder(coords, frame_valid, visible=visible)
 
     def forward_decoder(self, enc: EncoderOutput, token_valid: Tensor) -> Tensor:
-        """Encoded visible tokens + mask tokens -> predictions (B, P, Nt, S, Km, 2)."""
+        """Encoded visible tokens + mask tokens -> predictions (B, Nt, S, K, 2) in frame layout."""
         b, p, nt = token_valid.shape
         dd = self.config.decoder_dim
         x = self.decoder_embed(enc.tokens)                                         # (B, N, Cd)
@@ -106,47 +111,45 @@ class MSMAE(nn.Module):
             idx = (where + torch.arange(b, device=y.device)[:, None] * (p * nt))[keep]
             y = y.new_zeros(b * p * nt, dd).index_copy(0, idx, y[keep]).view(b, p * nt, dd)
         y = y.view(b, p, nt, dd)
-        s, km = self.config.cubelet, self.max_points
-        preds = []
-        for i, stream in enumerate(self.layout.streams):
-            out = self.heads[stream_group(stream.name)](y[:, i]).view(b, nt, s, stream.size, 2)
-            preds.append(F.pad(out, (0, 0, 0, km - stream.size)))
-        return torch.stack(preds, dim=1)
+        s = self.config.cubelet
+        parts: list[Tensor | None] = [None] * p
+        for group, members in self._head_groups.items():
+            out = self.heads[group](y[:, members[0]:members[-1] + 1])   # members are consecutive
+            for j, i in enumerate(members):                     # (B, Nt, S * K_p * 2) -> (B, Nt, S, K_p, 2)
+                parts[i] = out[:, j].view(b, nt, s, self.layout.streams[i].size, 2)
+        return torch.cat(parts, dim=3)                          # (B, Nt, S, K, 2), streams in layout order
 
     def forward_loss(self, coords: Tensor, present: Tensor, frame_valid: Tensor, pred: Tensor,
                      masked: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Masked-token MSE over present keypoints of valid frames, in float32.
 
-        -> loss (), target (B, P, Nt, S, Km, 2), weight (B, P, Nt, S, Km), count () (coordinates counted).
-        A token with nothing present adds nothing; with nothing counted the loss is 0 (still differentiable).
+        pred (B, Nt, S, K, 2), masked (B, P, Nt) -> loss (), target (B, Nt, S, K, 2), weight (B, Nt, S, K),
+        count () (coordinates counted). A token with nothing present adds nothing; with nothing counted the
+        loss is 0 (still differentiable).
         """
-        counted = (present.to(torch.bool) & frame_valid.to(torch.bool)[:, :, None]).float()
-        target = self.cubelets(coords.float())                                     # (B, P, Nt, S, Km, 2)
-        weight = self.cubelets(counted[..., None])[..., 0] * masked[:, :, :, None, None].float()
-        sq = (pred.float() - target).pow(2).sum(dim=-1)                            # (B, P, Nt, S, Km)
+        counted = present.to(torch.bool) & frame_valid.to(torch.bool)[:, :, None]   # (B, T, K)
+        target = self.cubelets(coords.float())                                     # (B, Nt, S, K, 2)
+        point_masked = masked[:, self.point_stream].transpose(1, 2)[:, :, None]     # (B, Nt, 1, K)
+        weight = (self.cubelets(counted) & point_masked).float()                   # (B, Nt, S, K)
+        sq = (pred.float() - target).pow(2).sum(dim=-1)                            # (B, Nt, S, K)
         count = weight.sum() * 2.0
         loss = (sq * weight).sum() / count.clamp_min(1.0)
         return loss, target, weight, count
 
     # ------------------------------------------------------------------ helpers
     def cubelets(self, x: Tensor) -> Tensor:
-        """Per-frame values (B, T, K, D) -> per-token blocks (B, P, Nt, S, Km, D), zero beyond each K_p."""
+        """Per-frame values (B, T, K, ...) -> per-token blocks (B, Nt, S, K, ...) (frames padded with zeros)."""
         x = pad_frames(x, self.config.cubelet)
-        b, t, _, d = x.shape
-        s, km = self.config.cubelet, self.max_points
-        out = []
-        for stream in self.layout.streams:
-            part = x[:, :, self.layout.stream_slice(stream.name)].reshape(b, t // s, s, stream.size, d)
-            out.append(F.pad(part, (0, 0, 0, km - stream.size)))
-        return torch.stack(out, dim=1)
+        return x.view(x.shape[0], -1, self.config.cubelet, *x.shape[2:])
 
     def stream_losses(self, out: MAEOutput) -> dict[str, float]:
         """Per-stream loss of a forward's output (for logging): stream name -> SSE / counted coordinates."""
         sq = (out.pred.detach().float() - out.target).pow(2).sum(dim=-1) * out.weight
         res = {}
-        for i, stream in enumerate(self.layout.streams):
-            n = float(out.weight[:, i].sum()) * 2.0
-            res[stream.name] = float(sq[:, i].sum()) / n if n else 0.0
+        for stream in self.layout.streams:
+            sl = self.layout.stream_slice(stream.name)
+            n = float(out.weight[..., sl].sum()) * 2.0
+            res[stream.name] = float(sq[..., sl].sum()) / n if n else 0.0
         return res
 
     def _check_inputs(self, coords: Tensor, present: Tensor, frame_valid: Tensor) -> None:
