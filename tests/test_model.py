@@ -254,6 +254,30 @@ def test_attention_module_paths_agree_with_masks():
     assert not w[1, ..., 6:].any()
 
 
+
+def test_chunked_training_path_equals_the_fused_path_outputs_and_gradients(monkeypatch):
+    # With gradients on CPU, attention goes through the batch a few samples at a time: tiles of 2 and of 1
+    # sample's scores (4 heads x 9 x 9) make chunks of 2 + 1 and 1 + 1 + 1 samples; sample 1 has padding.
+    torch.manual_seed(0)
+    attn = Attention(dim=32, heads=4)
+    x = torch.randn(3, 9, 32)
+    mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    grads, default = {}, Attention.SCORE_TILE
+    for tile in (default, 2 * 4 * 9 * 9, 4 * 9 * 9):
+        monkeypatch.setattr(Attention, "SCORE_TILE", tile)
+        xi = x.clone().requires_grad_(True)
+        out, _ = attn(xi, mask)
+        (out * torch.arange(32.0)).sum().backward()
+        grads[tile] = (out.detach(), xi.grad, attn.qkv.weight.grad.clone())
+        attn.zero_grad()
+    with torch.no_grad():
+        fused, _ = attn(x, mask)
+    for out, gx, gw in grads.values():
+        torch.testing.assert_close(out, fused, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gx, grads[default][1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gw, grads[default][2], rtol=1e-5, atol=1e-5)
+
 # ---------------------------------------------------------------------- learning
 def _smooth_batch(cfg, b=4, t=32, seed=0):
     """Keypoints moving on smooth random sinusoids (something a model can reconstruct from context)."""

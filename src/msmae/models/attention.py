@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -16,7 +17,11 @@ class Attention(nn.Module):
     One exception, for speed: when gradients flow through CPU tensors, the plain path runs (without
     keeping weights) because PyTorch's CPU flash-attention backward is several times slower than autograd
     through two batched matmuls and a softmax at these sequence lengths (see benchmarks/pretrain_throughput.py).
+    That path goes through the batch a few samples at a time, so that each chunk's score matrix
+    (about ``SCORE_TILE`` elements) stays in cache between its matmuls and softmax, forward and backward.
     """
+
+    SCORE_TILE = 1 << 21
 
     def __init__(self, *, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -31,17 +36,24 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, h, N, d) each
         p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or (x.requires_grad and x.device.type == "cpu"):
-            scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)          # (B, h, N, N)
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
-            probs = scores.float().softmax(dim=-1) if need_weights else scores.softmax(dim=-1)
-            if need_weights:
-                weights = probs
+        if need_weights:
+            probs = self._scores(q, k, attn_mask).float().softmax(dim=-1)      # (B, h, N, N)
+            weights = probs
             out = F.dropout(probs, p, self.training).to(v.dtype) @ v
+        elif x.requires_grad and x.device.type == "cpu":
+            step = max(1, self.SCORE_TILE // (self.heads * n * n))
+            masks = attn_mask.split(step) if attn_mask is not None else [None] * -(-b // step)
+            # split (not slicing) so that autograd joins the chunks' gradients with one cat
+            outs = [F.dropout(self._scores(qc, kc, mc).softmax(dim=-1), p, self.training) @ vc
+                    for qc, kc, vc, mc in zip(q.split(step), k.split(step), v.split(step), masks)]
+            out = torch.cat(outs) if len(outs) > 1 else outs[0]
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         return self.proj(out.transpose(1, 2).reshape(b, n, c)), weights
+
+    def _scores(self, q: Tensor, k: Tensor, attn_mask: Tensor | None) -> Tensor:
+        scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)              # (B, h, N, N)
+        return scores if attn_mask is None else scores.masked_fill(~attn_mask, float("-inf"))
 
 
 class Block(nn.Module):
