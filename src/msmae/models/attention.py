@@ -33,23 +33,33 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, attn_mask: Tensor | None = None,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         b, n, c = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, h, N, d) each
+        qkv = self.qkv(x).view(b, n, 3, self.heads, self.head_dim)
         p = self.dropout if self.training else 0.0
-        weights = None
-        if need_weights:
-            probs = self._scores(q, k, attn_mask).float().softmax(dim=-1)      # (B, h, N, N)
-            weights = probs
-            out = F.dropout(probs, p, self.training).to(v.dtype) @ v
-        elif x.requires_grad and x.device.type == "cpu":
-            step = max(1, self.SCORE_TILE // (self.heads * n * n))
-            masks = attn_mask.split(step) if attn_mask is not None else [None] * -(-b // step)
-            # split (not slicing) so that autograd joins the chunks' gradients with one cat
-            outs = [F.dropout(self._scores(qc, kc, mc).softmax(dim=-1), p, self.training) @ vc
-                    for qc, kc, vc, mc in zip(q.split(step), k.split(step), v.split(step), masks)]
-            out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        else:
+        if x.requires_grad and x.device.type == "cpu" and not need_weights:
+            return self.proj(self._chunked(qkv, attn_mask, p).view(b, n, c)), None
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                                    # (B, h, N, d) each
+        if not need_weights:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c)), weights
+            return self.proj(out.transpose(1, 2).reshape(b, n, c)), None
+        probs = self._scores(q, k, attn_mask).float().softmax(dim=-1)          # (B, h, N, N)
+        out = F.dropout(probs, p, self.training).to(v.dtype) @ v
+        return self.proj(out.transpose(1, 2).reshape(b, n, c)), probs
+
+    def _chunked(self, qkv: Tensor, attn_mask: Tensor | None, p: float) -> Tensor:
+        """qkv (B, N, 3, h, d) -> attention outputs (B, N, h, d), a few samples at a time.
+
+        ``split`` (not slicing) and ``unbind`` so that autograd joins the chunks' gradients with one stack
+        per chunk and one cat, straight into the layout of the qkv projection's output.
+        """
+        b, n = qkv.shape[:2]
+        step = max(1, self.SCORE_TILE // (self.heads * n * n))
+        masks = attn_mask.split(step) if attn_mask is not None else [None] * -(-b // step)
+        outs = []
+        for part, mask in zip(qkv.split(step), masks):
+            q, k, v = (t.transpose(1, 2) for t in part.unbind(2))              # (b_i, h, N, d)
+            probs = F.dropout(self._scores(q, k, mask).softmax(dim=-1), p, self.training)
+            outs.append((probs @ v).transpose(1, 2))                            # (b_i, N, h, d)
+        return torch.cat(outs)
 
     def _scores(self, q: Tensor, k: Tensor, attn_mask: Tensor | None) -> Tensor:
         scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)              # (B, h, N, N)
