@@ -15,7 +15,7 @@ import torch
 from msmae.config import load_config
 from msmae.corpus import PackedCorpus, pack_sequences
 from msmae.poses import PoseSequence
-from msmae.tasks.pretrain import PretrainConfig, WindowDataset, masked_target_weight, pretrain
+from msmae.tasks.pretrain import PretrainConfig, WindowDataset, pretrain
 from msmae.train import checkpoint as ck
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,8 @@ def test_window_dataset_partitions_ranks_and_pads(tmp_path):
     assert not item["present"][~item["frame_valid"]].any()
 
 
-def test_masked_target_weight_counts_match_model_loss(tmp_path):
+def test_loss_weight_per_frame_is_present_valid_and_masked(tmp_path):
+    # evaluate_reconstruction reads the loss weight per frame: (B, Nt, S, K) -> (B, T, K)
     from msmae.models import MSMAE, model_config
 
     cfg = model_config("tiny", dim=32, depth=1, heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2)
@@ -70,8 +71,12 @@ def test_masked_target_weight_counts_match_model_loss(tmp_path):
     valid = torch.ones(B, T, dtype=torch.bool)
     valid[1, 20:] = False
     out = m(coords * present[..., None], present, valid, mask_ratio=0.5, generator=g)
-    w = masked_target_weight(out.masked, present, valid, cfg.cubelet, cfg.layout)
-    assert float(w.sum()) * 2 == pytest.approx(float(out.count))
+    per_frame = out.masked.repeat_interleave(cfg.cubelet, dim=2)[:, :, :T]            # (B, P, T)
+    sizes = [s.size for s in cfg.layout.streams]
+    per_point = torch.cat([per_frame[:, i, :, None].expand(B, T, n) for i, n in enumerate(sizes)], dim=2)
+    expected = per_point & present & valid[:, :, None]
+    assert torch.equal(out.weight.flatten(1, 2)[:, :T].bool(), expected)
+    assert float(expected.sum()) * 2 == pytest.approx(float(out.count))
 
 
 def test_pretrain_writes_run_and_resume_is_exact(tmp_path):

@@ -181,19 +181,6 @@ def eval_windows(corpus, videos: list[int], count: int, window: int, seed: int) 
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def masked_target_weight(masked: torch.Tensor, present: torch.Tensor, frame_valid: torch.Tensor,
-                         cubelet: int, layout) -> torch.Tensor:
-    """Which (frame, keypoint) targets the loss counts: keypoint present, frame valid, its token masked.
-
-    masked (B, P, Nt) bool; present (B, T, K); frame_valid (B, T) -> (B, T, K) bool.
-    """
-    B, T, K = present.shape
-    per_frame = masked.repeat_interleave(cubelet, dim=2)[:, :, :T]  # (B, P, T)
-    sizes = [s.size for s in layout.streams]
-    per_point = torch.cat([per_frame[:, i, :, None].expand(B, T, n) for i, n in enumerate(sizes)], dim=2)
-    return per_point & present & frame_valid[:, :, None]
-
-
 def mean_baseline_stats(corpus, videos: list[int], keypoints: list[int], max_videos: int = 500) -> np.ndarray:
     """Per (keypoint, coordinate) mean over present points of up to ``max_videos`` training videos: (K, 2)."""
     s = np.zeros((len(keypoints), 2), np.float64)
@@ -221,7 +208,6 @@ def evaluate_reconstruction(model, dataset: WindowDataset, windows: list[tuple[i
     core = getattr(model, "module", model)
     was_training = core.training
     core.eval()
-    layout, S = core.config.layout, core.config.cubelet
     mean = torch.from_numpy(mean_xy).to(device)
     sse_model = sse_mean = count = 0.0
     gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + 17)
@@ -230,7 +216,7 @@ def evaluate_reconstruction(model, dataset: WindowDataset, windows: list[tuple[i
         with autocast(device, amp_dtype):
             out = core(b["coords"], b["present"], b["frame_valid"], mask_ratio=mask_ratio, mask_mode=mask_mode,
                        generator=gen)
-        w = masked_target_weight(out.masked, b["present"], b["frame_valid"], S, layout)
+        w = out.weight.flatten(1, 2)[:, : b["present"].shape[1]]  # (B, T, K): what the loss counted
         n = float(w.sum()) * 2
         sse_model += float(out.loss.float()) * n
         err = ((b["coords"] - mean) ** 2).sum(-1)  # (B, T, K)
