@@ -1,4 +1,5 @@
-"""Run directories: which task made one, and refusing to overwrite one by mistake."""
+"""Run directories: which task made one, refusing to overwrite one by mistake, and the shared shape of
+`msmae finetune` (config -> run directory -> one-line errors -> summary)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,27 @@ def override_data(cfg, args) -> None:
         if getattr(args, name, None):
             setattr(cfg.data, name, getattr(args, name))
     absolute_data_paths(cfg)
+
+
+def run_training_command(args, *, config_from_args, train, errors: tuple, summary_keys: tuple,
+                         one_line=str) -> int:
+    """The body of ``msmae finetune islr|slt`` and ``msmae probe``.
+
+    ``config_from_args(args)`` builds the config, ``train(cfg, out, resume=, progress=)`` writes the run and
+    returns its metrics; the ``errors`` it may raise become one-line ``CommandError`` messages (``one_line``
+    words them). Prints the metrics named in ``summary_keys`` (those present) as one JSON line.
+    """
+    import json
+
+    from msmae.cli import CommandError
+
+    try:
+        cfg = config_from_args(args)
+        refuse_existing_run(args.out, args.resume)
+        metrics = train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)
+    except errors as e:
+        raise CommandError(one_line(e)) from None
+    if metrics:
+        print(json.dumps({k: metrics[k] for k in summary_keys if k in metrics}, ensure_ascii=False))
+        print(f"run written to {args.out}")
+    return 0

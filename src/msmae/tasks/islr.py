@@ -597,26 +597,17 @@ def config_from_args(args) -> IslrConfig:
 
 
 def run_finetune(args) -> int:
-    import json
-
-    from msmae.cli import CommandError
-    from msmae.commands._runs import refuse_existing_run
+    """``msmae finetune islr`` and ``msmae probe``."""
+    from msmae.commands._runs import run_training_command
     from msmae.config import ConfigError
     from msmae.data.islr import ISLRDataError
     from msmae.poses.sequence import PoseDataError
     from msmae.train.checkpoint import CheckpointError
 
-    try:
-        cfg = config_from_args(args)
-        out = Path(args.out)
-        refuse_existing_run(out, args.resume)
-        metrics = finetune(cfg, out, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, ISLRDataError, CheckpointError, PoseDataError, ValueError, FloatingPointError) as e:
-        raise CommandError(str(e)) from None
-    if metrics:
-        print(json.dumps({k: metrics.get(k) for k in ("split", "top1", "top5", "per_class_top1")}))
-        print(f"run written to {args.out}")
-    return 0
+    return run_training_command(
+        args, config_from_args=config_from_args, train=finetune,
+        errors=(ConfigError, ISLRDataError, CheckpointError, PoseDataError, ValueError, FloatingPointError),
+        summary_keys=("split", "top1", "top5", "per_class_top1"))
 
 
 def run_evaluate(run_dir: Path, split: str, args) -> int:

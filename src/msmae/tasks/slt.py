@@ -785,23 +785,13 @@ def _one_line(e: Exception) -> str:
 
 
 def run_finetune(args) -> int:
-    import json
+    """``msmae finetune slt``."""
+    from msmae.commands._runs import run_training_command
 
-    from msmae.cli import CommandError
-    from msmae.commands._runs import refuse_existing_run
-
-    try:
-        cfg = config_from_args(args)
-        out = Path(args.out)
-        refuse_existing_run(out, args.resume)
-        metrics = finetune(cfg, out, resume=args.resume, progress=not args.no_progress)
-    except _setup_errors() as e:
-        raise CommandError(_one_line(e)) from None
-    if metrics:
-        print(json.dumps({k: metrics.get(k) for k in ("split", "bleu1", "bleu4", "rouge_l", "bleu1_punct_fixed",
-                                                      "bleu4_punct_fixed", "rouge_l_punct_fixed") if k in metrics}))
-        print(f"run written to {args.out}")
-    return 0
+    return run_training_command(
+        args, config_from_args=config_from_args, train=finetune, errors=_setup_errors(), one_line=_one_line,
+        summary_keys=("split", "bleu1", "bleu4", "rouge_l", "bleu1_punct_fixed", "bleu4_punct_fixed",
+                      "rouge_l_punct_fixed"))
 
 
 def run_evaluate(run_dir: Path, split: str, args) -> int:
