@@ -305,17 +305,8 @@ def fit(model, train_ds, *, train: TrainSection, val_ds=None, info=None, out: Pa
     start_epoch, history = 0, []
     best_epoch, best_score, best_state = 0, None, None
     if out is not None and resume:
-        last = out / "checkpoints" / "last"
-        if (last / ck.TRAIN_STATE).is_file():
-            model.load_state_dict(ck.load_state_dict(last))
-            st = ck.load_train_state(last)
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            start_epoch, history = st["epoch"], st["history"]
-            best_epoch, best_score = st["best_epoch"], st["best_score"]
-            log.info("resumed %s at epoch %d (best so far: epoch %d)", out, start_epoch, best_epoch)
-        else:
-            log.warning("--resume: no checkpoint in %s; starting from scratch", out)
+        st = ck.resume_last(out, model, opt, sched)
+        start_epoch, history, best_epoch, best_score = st["epoch"], st["history"], st["best_epoch"], st["best_score"]
 
     writer = None
     if out is not None and info.is_main:
@@ -327,11 +318,8 @@ def fit(model, train_ds, *, train: TrainSection, val_ds=None, info=None, out: Pa
         if out is None or not info.is_main:
             return
         conf = {**(ckpt_config or {}), "epoch": epoch}
-        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                 "history": history, "best_epoch": best_epoch, "best_score": best_score}
-        d = ck.save_checkpoint(out / "checkpoints" / "last", state_dict=model.state_dict(), config=conf,
-                               train_state=state)
-        ck.mark_latest(out, d)
+        ck.save_last(out, state_dict=model.state_dict(), config=conf, opt=opt, sched=sched, epoch=epoch,
+                     history=history, best_epoch=best_epoch, best_score=best_score)
         if improved:
             ck.save_checkpoint(out / "checkpoints" / "best", state_dict=model.state_dict(), config=conf)
         _write_log(out / "log.csv", history)

@@ -488,18 +488,9 @@ def fit(model, tokenizer, train_ds: SentenceDataset, *, cfg: SltConfig, lang: st
 
     start_epoch, history = 0, []
     best_epoch, best_score = 0, None
-    if out is not None and resume:
-        last = out / "checkpoints" / "last"
-        if (last / ck.TRAIN_STATE).is_file():
-            model.load_state_dict(ck.load_state_dict(last), strict=False)
-            st = ck.load_train_state(last)
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            start_epoch, history = st["epoch"], st["history"]
-            best_epoch, best_score = st["best_epoch"], st["best_score"]
-            log.info("resumed %s at epoch %d (best so far: epoch %d)", out, start_epoch, best_epoch)
-        else:
-            log.warning("--resume: no checkpoint in %s; starting from scratch", out)
+    if out is not None and resume:   # not strict: only the trainable weights are saved
+        st = ck.resume_last(out, model, opt, sched, strict=False)
+        start_epoch, history, best_epoch, best_score = st["epoch"], st["history"], st["best_epoch"], st["best_score"]
 
     writer = None
     if out is not None and info.is_main:
@@ -534,10 +525,8 @@ def fit(model, tokenizer, train_ds: SentenceDataset, *, cfg: SltConfig, lang: st
         if improved:
             ck.save_checkpoint(out / "checkpoints" / "best", state_dict=sd, config={**conf, "best_score": best_score})
         if force or epoch % max(1, t.checkpoint_every) == 0:
-            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                     "history": history, "best_epoch": best_epoch, "best_score": best_score}
-            d = ck.save_checkpoint(out / "checkpoints" / "last", state_dict=sd, config=conf, train_state=state)
-            ck.mark_latest(out, d)
+            ck.save_last(out, state_dict=sd, config=conf, opt=opt, sched=sched, epoch=epoch, history=history,
+                         best_epoch=best_epoch, best_score=best_score)
         _write_log(out / "log.csv", history)
 
     if start_epoch == 0 and t.eval_before:

@@ -145,6 +145,33 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     return torch.load(f, map_location="cpu", weights_only=False)
 
 
+def resume_last(run_dir: str | Path, model, opt, sched, *, strict: bool = True) -> dict[str, Any]:
+    """``--resume`` of an epoch-based fine-tuning run: load the model, optimizer and scheduler from
+    ``run_dir/checkpoints/last`` -> its progress (``epoch``, ``history``, ``best_epoch``, ``best_score``).
+    Without a ``last`` checkpoint, warns and returns a fresh start."""
+    last = Path(run_dir) / "checkpoints" / "last"
+    if not (last / TRAIN_STATE).is_file():
+        log.warning("--resume: no checkpoint in %s; starting from scratch", run_dir)
+        return {"epoch": 0, "history": [], "best_epoch": 0, "best_score": None}
+    model.load_state_dict(load_state_dict(last), strict=strict)
+    st = load_train_state(last)
+    opt.load_state_dict(st["optimizer"])
+    sched.load_state_dict(st["scheduler"])
+    log.info("resumed %s at epoch %d (best so far: epoch %d)", run_dir, st["epoch"], st["best_epoch"])
+    return st
+
+
+def save_last(run_dir: str | Path, *, state_dict: dict[str, torch.Tensor], config: dict, opt, sched,
+              **progress) -> Path:
+    """Write ``run_dir/checkpoints/last`` with the optimizer, scheduler and ``progress`` (what
+    :func:`resume_last` returns) and mark it as the run's latest checkpoint."""
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **progress}
+    d = save_checkpoint(Path(run_dir) / "checkpoints" / "last", state_dict=state_dict, config=config,
+                        train_state=state)
+    mark_latest(run_dir, d)
+    return d
+
+
 def encoder_state(state_dict: dict[str, torch.Tensor], prefix: str = ENCODER_PREFIX) -> dict[str, torch.Tensor]:
     """The encoder's weights from a full model state dict (keys under ``prefix``)."""
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
