@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from msmae.tasks.common import ModelSection
+from msmae.tasks.common import ModelSection, build_encoder
 
 log = logging.getLogger(__name__)
 
@@ -196,20 +196,6 @@ def plot_confusion(labels: np.ndarray, pred: np.ndarray, classes: Sequence[str],
 
 
 # ----------------------------------------------------------------------------------------------- model
-def build_encoder(init: str, model: ModelSection, *, seed: int = 0):
-    """The encoder to start from: a checkpoint's (``init`` = path) or a fresh one (``init`` = "none")."""
-    from msmae.models import MultiStreamEncoder
-    from msmae.train.checkpoint import load_encoder
-
-    if init.lower() == "none":
-        torch.manual_seed(seed)
-        return MultiStreamEncoder(config=model.build_config())
-    enc = load_encoder(init)
-    log.info("encoder initialised from %s (%s, streams %s); the model section of the config is not used",
-             init, {k: enc.config.to_dict()[k] for k in ("dim", "depth", "heads")}, enc.config.streams)
-    return enc
-
-
 def build_classifier(encoder, num_classes: int, mode: str, dropout: float = 0.0, probe_norm: bool = True):
     from msmae.models.classifier import ISLRClassifier
 

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from msmae.tasks.common import ModelSection
+from msmae.tasks.common import ModelSection, build_encoder
 
 log = logging.getLogger(__name__)
 
@@ -331,20 +331,6 @@ def clean_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- model
-def build_encoder(init: str, model: ModelSection, *, seed: int = 0):
-    """The pose encoder to start from: a checkpoint's (``init`` = path) or a fresh one (``init`` = "none")."""
-    from msmae.models import MultiStreamEncoder
-    from msmae.train.checkpoint import load_encoder
-
-    if init.lower() == "none":
-        torch.manual_seed(seed)
-        return MultiStreamEncoder(config=model.build_config())
-    enc = load_encoder(init)
-    log.info("encoder initialised from %s (dim %d, depth %d, streams %s); the model section is not used",
-             init, enc.config.dim, enc.config.depth, enc.config.streams)
-    return enc
-
-
 def build_translator(encoder, mbart, t: TranslatorSection):
     from msmae.models.translator import PoseTranslator
 
