@@ -152,3 +152,19 @@ def test_loss_is_float32_under_bf16_autocast(model):
     with torch.no_grad():
         ref = model(coords, present, frame_valid, generator=torch.Generator().manual_seed(0))
     assert out.loss.item() == pytest.approx(float(ref.loss), rel=0.05)
+
+
+def test_stream_losses_add_up_to_the_loss(model):
+    coords, present, frame_valid = _batch(model)
+    out = model(coords, present, frame_valid, generator=torch.Generator().manual_seed(7))
+    per = model.stream_losses(out)
+    assert set(per) == set(model.layout.names) and all(v > 0 for v in per.values())
+    counts = {s.name: float(out.weight[..., model.layout.stream_slice(s.name)].sum()) * 2 for s in model.layout.streams}
+    total = sum(per[n] * counts[n] for n in per) / sum(counts.values())
+    assert total == pytest.approx(out.loss.item(), rel=1e-5)
+    # a change to one stream's predictions changes that stream's loss only
+    first = model.layout.streams[0].name
+    out.pred = out.pred.detach().clone()
+    out.pred[..., model.layout.stream_slice(first), :] += 1.0
+    per2 = model.stream_losses(out)
+    assert per2[first] > per[first] and all(per2[n] == per[n] for n in per if n != first)

@@ -140,7 +140,7 @@ class MSMAE(nn.Module):
     def cubelets(self, x: Tensor) -> Tensor:
         """Per-frame values (B, T, K, ...) -> per-token blocks (B, Nt, S, K, ...) (frames padded with zeros)."""
         x = pad_frames(x, self.config.cubelet)
-        return x.view(x.shape[0], -1, self.config.cubelet, *x.shape[2:])
+        return x.reshape(x.shape[0], -1, self.config.cubelet, *x.shape[2:])
 
     def stream_losses(self, out: MAEOutput) -> dict[str, float]:
         """Per-stream loss of a forward's output (for logging): stream name -> SSE / counted coordinates."""
