@@ -16,6 +16,14 @@ def stream_group(name: str) -> str:
     return "hand" if name in HAND_STREAMS else name
 
 
+def stream_groups(layout: Layout) -> dict[str, list[int]]:
+    """Module group -> indices of the layout's streams in it, in layout order (the hands are consecutive)."""
+    groups: dict[str, list[int]] = {}
+    for p, s in enumerate(layout.streams):
+        groups.setdefault(stream_group(s.name), []).append(p)
+    return groups
+
+
 def sinusoidal_encoding(length: int, dim: int, *, device=None, dtype=torch.float32) -> Tensor:
     """The Transformer's sine/cosine positional encoding for positions 0..length-1 -> (length, dim)."""
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
@@ -51,15 +59,11 @@ class StreamEmbedding(nn.Module):
     def __init__(self, *, layout: Layout, dim: int, cubelet: int) -> None:
         super().__init__()
         self.layout, self.dim, self.cubelet = layout, dim, cubelet
-        sizes: dict[str, int] = {}
-        for s in layout.streams:
-            sizes.setdefault(stream_group(s.name), s.size)
-        self.linear = nn.ModuleDict({g: nn.Linear(k * 2, dim) for g, k in sizes.items()})
-        self.conv = nn.ModuleDict({g: nn.Conv1d(dim, dim, kernel_size=cubelet, stride=cubelet) for g in sizes})
+        groups = stream_groups(layout)
+        self.linear = nn.ModuleDict({g: nn.Linear(layout.streams[m[0]].size * 2, dim) for g, m in groups.items()})
+        self.conv = nn.ModuleDict({g: nn.Conv1d(dim, dim, kernel_size=cubelet, stride=cubelet) for g in groups})
         # Streams grouped by shared modules, so that both hands go through one matmul.
-        self._groups: dict[str, list[tuple[int, slice]]] = {}
-        for p, s in enumerate(layout.streams):
-            self._groups.setdefault(stream_group(s.name), []).append((p, layout.stream_slice(s.name)))
+        self._groups = {g: [(p, layout.stream_slice(layout.streams[p].name)) for p in m] for g, m in groups.items()}
 
     def _cubelets(self, group: str, x: Tensor) -> Tensor:
         # x: (B, G, T, C) with T a multiple of S -> (B, G, Nt, C). Conv1D with kernel = stride = S is a

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from msmae.models.attention import Block, key_padding_mask
 from msmae.models.config import ModelConfig
-from msmae.models.embed import pad_frames, sinusoidal_encoding, stream_group
+from msmae.models.embed import pad_frames, sinusoidal_encoding, stream_groups
 from msmae.models.encoder import EncoderOutput, MultiStreamEncoder, gather_tokens, init_weights
 from msmae.models.masking import make_visible
 
@@ -56,18 +56,15 @@ class MSMAE(nn.Module):
             Block(dim=dd, heads=config.decoder_heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout)
             for _ in range(config.decoder_depth)])
         self.decoder_norm = nn.LayerNorm(dd)
-        sizes: dict[str, int] = {}
-        for s in self.layout.streams:
-            sizes.setdefault(stream_group(s.name), s.size)
-        self.heads = nn.ModuleDict({g: nn.Linear(dd, config.cubelet * k * 2) for g, k in sizes.items()})
+        # Streams grouped by shared head (both hands through one matmul).
+        self._head_groups = stream_groups(self.layout)
+        self.heads = nn.ModuleDict({g: nn.Linear(dd, config.cubelet * self.layout.streams[m[0]].size * 2)
+                                    for g, m in self._head_groups.items()})
         for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.heads):
             m.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.decoder_stream_embed, std=0.02)
-        # Streams grouped by shared head (both hands through one matmul), and each keypoint's stream index.
-        self._head_groups: dict[str, list[int]] = {}
-        for p, s in enumerate(self.layout.streams):
-            self._head_groups.setdefault(stream_group(s.name), []).append(p)
+        # Each keypoint's stream index, to spread the per-stream token mask over keypoints.
         point_stream = torch.cat([torch.full((s.size,), p) for p, s in enumerate(self.layout.streams)])
         self.register_buffer("point_stream", point_stream, persistent=False)   # (K,) long
 

@@ -33,7 +33,9 @@ class MaskSection:
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"mask.ratio must be in [0, 1), got {self.ratio}")
-        if self.mode not in ("diff", "same"):
+        from msmae.models.masking import MASK_MODES
+
+        if self.mode not in MASK_MODES:
             raise ValueError(f"mask.mode must be 'diff' or 'same', got {self.mode!r}")
 
 
