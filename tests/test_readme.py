@@ -61,8 +61,8 @@ def test_readme_command_parses_and_its_config_loads(cmd, monkeypatch):
             assert str(getattr(getattr(cfg, section), field)) == value
     elif args.command in ("finetune", "probe"):
         if getattr(args, "task", None) == "slt" or "slt" in cmd.split()[:3]:
-            from msmae.tasks.slt import config_from_args
+            from msmae.commands.slt import config_from_args
         else:
-            from msmae.tasks.islr import config_from_args
+            from msmae.commands.islr import config_from_args
         cfg = config_from_args(args)
         assert cfg.init == args.init

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 
 TASKS = {
-    "islr": ("msmae.tasks.islr", "isolated sign recognition: [CLS] + classifier on the encoder (paper 4.2)"),
-    "slt": ("msmae.tasks.slt", "sign language translation: encoder + mBART-50 with LoRA (paper 4.3)"),
+    "islr": ("msmae.commands.islr", "isolated sign recognition: [CLS] + classifier on the encoder (paper 4.2)"),
+    "slt": ("msmae.commands.slt", "sign language translation: encoder + mBART-50 with LoRA (paper 4.3)"),
 }
 
 

@@ -11,13 +11,13 @@ def register(sub) -> None:
         "options, configs and run directory as `msmae finetune islr` (configs/islr/*.yaml); the learning rate "
         "defaults to 1e-3 (the paper does not give the probe's). Evaluate and predict with `msmae evaluate RUN` "
         "and `msmae predict INPUT --model RUN`.")
-    from msmae.tasks.islr import add_finetune_arguments
+    from msmae.commands.islr import add_finetune_arguments
 
     add_finetune_arguments(p, probe=True)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from msmae.tasks.islr import run_finetune
+    from msmae.commands.islr import run_finetune
 
     return run_finetune(args)

@@ -12,6 +12,15 @@ from typing import Iterable
 POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
 
 
+def epoch_and_index(key, epoch: int) -> tuple[int, int]:
+    """A dataset key -> (epoch, item index). The fine-tuning loop's sampler passes ``(epoch, index)``, so
+    that each epoch's augmentation reaches DataLoader workers (a persistent worker keeps the copy of the
+    dataset it started with, and never sees ``set_epoch``); a plain index uses ``epoch`` (the dataset's own)."""
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return int(epoch), int(key)
+
+
 def find_pose_file(poses: Path, name: str, split: str | None = None) -> Path | None:
     """``poses/<name><suffix>`` or ``poses/<split>/<name><suffix>`` for the first suffix that exists."""
     for d in [poses] + ([poses / split] if split else []):

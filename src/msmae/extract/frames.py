@@ -25,10 +25,10 @@ from typing import Iterator
 
 import numpy as np
 
+from msmae.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image, is_video  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PREFETCH_FRAMES = 8  # frames decoded ahead of MediaPipe (8 x 720p RGB = 22 MB)
 
 
@@ -44,14 +44,6 @@ class SourceInfo:
     width: int  # frame width in pixels
     height: int  # frame height in pixels
     num_frames: int  # frame count from the header (videos: may be off by a few) or image count
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _natural_key(name: str) -> list:

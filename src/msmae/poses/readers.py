@@ -183,7 +183,7 @@ def video_beside(path: Path) -> dict:
     """fps, width and height of a video with the same stem next to ``path`` or in its parent folder (as the
     shared data keeps ``videos/clip.mp4`` beside ``videos/reference-holistic/clip.npy``), read with OpenCV;
     empty when there is none or OpenCV is not installed."""
-    from msmae.extract.frames import VIDEO_SUFFIXES
+    from msmae.media import VIDEO_SUFFIXES
 
     for folder in (path.parent, path.parent.parent):
         for suffix in VIDEO_SUFFIXES:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +23,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from msmae.tasks.common import ModelSection, build_encoder
+from msmae.metrics.classification import (classification_metrics, confusion_matrix,  # noqa: F401 (re-exported)
+                                          most_confused, plot_confusion)
+from msmae.tasks.common import ModelSection, build_encoder, read_input_sequence  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class TrainSection:
     select_metric: str = "top1"         # validation metric choosing the best epoch: top1 | top5 (Slovo)
     eval_every: int = 1                 # epochs between validations
     eval_batch_size: int = 256          # clips per evaluation batch
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 (loss scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     log_every: int = 20                 # steps between TensorBoard points
@@ -109,90 +109,6 @@ def check_config(cfg: IslrConfig) -> None:
     if not cfg.init:
         raise ValueError("no encoder to start from: pass --init CHECKPOINT (a pre-training run or checkpoint) "
                          "or --init none (random initialisation, i.e. training from scratch)")
-
-
-# --------------------------------------------------------------------------------------------- metrics
-def confusion_matrix(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C, C) counts, rows = true class, columns = predicted class."""
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(labels, np.int64), np.asarray(pred, np.int64)), 1)
-    return cm
-
-
-def most_confused(cm: np.ndarray, classes: Sequence[str], n: int = 10) -> list[dict]:
-    """The ``n`` largest off-diagonal cells: [{true, predicted, count, fraction_of_true}], largest first."""
-    off = cm.copy()
-    np.fill_diagonal(off, 0)
-    flat = np.argsort(-off, axis=None, kind="stable")[:n]
-    out = []
-    for f in flat:
-        t, p = divmod(int(f), cm.shape[1])
-        if off[t, p] == 0:
-            break
-        out.append({"true": classes[t], "predicted": classes[p], "count": int(off[t, p]),
-                    "fraction_of_true": float(off[t, p] / max(cm[t].sum(), 1))})
-    return out
-
-
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
-                           top_confusions: int = 10) -> dict:
-    """Top-1 and top-5 recall per instance, mean per-class top-1 (over the classes present in
-    ``labels``), all fractions in [0, 1], plus the most confused pairs.
-
-    logits (N, C) float, labels (N,) int class indices.
-    """
-    logits, labels = np.asarray(logits), np.asarray(labels, np.int64)
-    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"logits must be (N, C) with N = {labels.shape[0]}, got {logits.shape}")
-    if len(labels) == 0:
-        raise ValueError("no examples to score")
-    c = logits.shape[1]
-    k = min(5, c)
-    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]                     # (N, k)
-    pred = top[:, 0]
-    hit1 = pred == labels
-    hitk = (top == labels[:, None]).any(axis=1)
-    present = np.unique(labels)
-    per_class = np.array([hit1[labels == cl].mean() for cl in present])
-    cm = confusion_matrix(labels, pred, c)
-    return {"top1": float(hit1.mean()), "top5": float(hitk.mean()), "per_class_top1": float(per_class.mean()),
-            "num_examples": int(len(labels)), "num_classes_scored": int(len(present)),
-            "confusions": most_confused(cm, classes, top_confusions)}
-
-
-def plot_confusion(labels: np.ndarray, pred: np.ndarray, classes: Sequence[str], path: str | Path, *,
-                   max_classes: int = 30, title: str = "") -> None:
-    """Row-normalised confusion matrix as a PNG; above ``max_classes`` classes, only those most involved
-    in confusions are drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from msmae.utils import atomic_path
-
-    cm = confusion_matrix(labels, pred, len(classes))
-    keep = np.arange(len(classes))
-    if len(classes) > max_classes:
-        off = cm - np.diag(np.diag(cm))
-        keep = np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind="stable")[:max_classes])
-    sub = cm[np.ix_(keep, keep)].astype(np.float64)
-    sub = sub / np.maximum(sub.sum(1, keepdims=True), 1)
-    n = len(keep)
-    size = min(3 + 0.28 * n, 14)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
-    im = ax.imshow(sub, cmap="Blues", vmin=0, vmax=1)
-    names = [str(classes[i])[:14] for i in keep]
-    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or "confusion (row-normalised)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -240,151 +156,45 @@ def predict_logits(model, dataset, *, batch_size: int = 256, device="cpu", amp_d
 
 
 # ------------------------------------------------------------------------------------------ training
-@dataclass
-class FitResult:
-    best_epoch: int                       # 1-based epoch whose weights are kept
-    best_score: float | None              # its validation select_metric (None without validation)
-    history: list[dict]                   # per epoch: epoch, loss, lr, val_top1, val_top5
-    best_state: dict | None = None        # best weights (CPU) when training in memory (out=None)
-    train_time_s: float = 0.0
+def epoch_settings(t: TrainSection, num_workers: int = 0):
+    from msmae.train.loop import EpochSettings
+
+    return EpochSettings(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, warmup_epochs=t.warmup_epochs,
+                         min_lr_ratio=t.min_lr_ratio, weight_decay=t.weight_decay, betas=t.betas,
+                         grad_clip=t.grad_clip, precision=t.precision, seed=t.seed, eval_every=t.eval_every,
+                         log_every=t.log_every, num_workers=num_workers)
 
 
 def fit(model, train_ds, *, train: TrainSection, val_ds=None, info=None, out: Path | None = None,
         ckpt_config: dict | None = None, resume: bool = False, num_workers: int = 0, progress: bool = True,
-        desc: str = "islr") -> FitResult:
-    """Train ``model`` on ``train_ds`` (a :class:`~msmae.data.islr.ClipDataset`) with AdamW, per-step warm-up +
-    cosine, cross-entropy; validate every ``train.eval_every`` epochs and keep the best epoch.
-
-    With ``out``: checkpoints (``last`` with the training state, ``best``), TensorBoard and ``log.csv``
-    in ``out``, and ``resume`` continues from ``last``. Without: everything stays in memory
-    (``FitResult.best_state``). Under torchrun the model is wrapped in DDP and each rank reads its part
-    of every epoch (DistributedSampler); validation runs on rank 0.
-    """
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader, DistributedSampler
-    from tqdm import tqdm
-
-    from msmae.train import checkpoint as ck
-    from msmae.train.distributed import DistInfo, all_reduce_mean, autocast, barrier, resolve_precision
-    from msmae.train.optim import build_optimizer, cosine_with_warmup
+        desc: str = "islr"):
+    """Train ``model`` on ``train_ds`` (a :class:`~msmae.data.islr.ClipDataset`) with cross-entropy in the shared
+    fine-tuning loop (:func:`msmae.train.loop.fit_epochs`: AdamW, per-step warm-up + cosine, checkpoints,
+    resume, DDP); validate every ``train.eval_every`` epochs (on rank 0) and keep the best epoch on
+    ``train.select_metric``. Returns a :class:`msmae.train.loop.FitResult`."""
+    from msmae.train.distributed import DistInfo, resolve_precision
+    from msmae.train.loop import fit_epochs
 
     info = info or DistInfo()
     t = train
-    if t.batch_size % info.world_size:
-        raise ValueError(f"train.batch_size={t.batch_size} must be divisible by the {info.world_size} processes")
-    micro = t.batch_size // info.world_size
-    device = info.device
-    model.to(device)
-    amp = resolve_precision(t.precision, device)
-    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=t.seed, drop_last=False)
-    loader = DataLoader(train_ds, batch_size=micro, sampler=sampler, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", drop_last=False)
-    steps_per_epoch = len(loader)
-    total = t.epochs * steps_per_epoch
-    opt = build_optimizer(model, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
-    sched = cosine_with_warmup(opt, warmup_steps=int(round(t.warmup_epochs * steps_per_epoch)), total_steps=total,
-                               min_ratio=t.min_lr_ratio)
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if info.distributed else model
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    device = info.device
+    amp = resolve_precision(t.precision, device)
 
-    start_epoch, history = 0, []
-    best_epoch, best_score, best_state = 0, None, None
-    if out is not None and resume:
-        st = ck.resume_last(out, model, opt, sched)
-        start_epoch, history, best_epoch, best_score = st["epoch"], st["history"], st["best_epoch"], st["best_score"]
+    def step(net, batch):
+        logits = net(batch["coords"].to(device, non_blocking=True))
+        return loss_fn(logits.float(), batch["label"].to(device, non_blocking=True))
 
-    writer = None
-    if out is not None and info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+    def validate(epoch: int) -> dict | None:
+        if not info.is_main:
+            return None
+        logits = predict_logits(model, val_ds, batch_size=t.eval_batch_size, device=device, amp_dtype=amp)
+        return classification_metrics(logits, val_ds.labels, [str(i) for i in range(logits.shape[1])])
 
-        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch or None)
-
-    def save(epoch: int, improved: bool) -> None:
-        if out is None or not info.is_main:
-            return
-        conf = {**(ckpt_config or {}), "epoch": epoch}
-        ck.save_last(out, state_dict=model.state_dict(), config=conf, opt=opt, sched=sched, epoch=epoch,
-                     history=history, best_epoch=best_epoch, best_score=best_score)
-        if improved:
-            ck.save_checkpoint(out / "checkpoints" / "best", state_dict=model.state_dict(), config=conf)
-        _write_log(out / "log.csv", history)
-
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, unit="step",
-               disable=not (progress and info.is_main))
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, t.epochs):
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        ddp.train()
-        losses = []
-        for batch in loader:
-            coords = batch["coords"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            with autocast(device, amp):
-                logits = ddp(coords)
-            loss = loss_fn(logits.float(), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            lv = float(all_reduce_mean(loss.detach(), info))
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"loss became {lv} at epoch {epoch + 1}; lower train.lr or check the data")
-            losses.append(lv)
-            bar.update(1)
-            if writer is not None and step % max(1, t.log_every) == 0:
-                writer.add_scalar("train/loss", lv, step)
-                writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-               "lr": opt.param_groups[0]["lr"], "val_top1": None, "val_top5": None}
-        improved = False
-        last_epoch = epoch + 1 == t.epochs
-        if val_ds is not None and len(val_ds) and ((epoch + 1) % max(1, t.eval_every) == 0 or last_epoch):
-            if info.is_main:
-                logits = predict_logits(model, val_ds, batch_size=t.eval_batch_size, device=device, amp_dtype=amp)
-                m = classification_metrics(logits, val_ds.labels, [str(i) for i in range(logits.shape[1])])
-                row["val_top1"], row["val_top5"] = m["top1"], m["top5"]
-                score = m[t.select_metric]
-                improved = best_score is None or score > best_score
-                if writer is not None:
-                    writer.add_scalar("val/top1", m["top1"], epoch + 1)
-                    writer.add_scalar("val/top5", m["top5"], epoch + 1)
-            barrier(info)
-        elif val_ds is None or not len(val_ds):
-            improved = last_epoch  # nothing to select on: keep the last epoch
-        if improved:
-            best_epoch, best_score = epoch + 1, (row[f"val_{t.select_metric}"] if row["val_top1"] is not None
-                                                 else None)
-            if out is None:
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", **({"val": f"{row['val_' + t.select_metric]:.3f}"}
-                                                       if row["val_top1"] is not None else {}))
-        if writer is not None:
-            writer.add_scalar("train/epoch_loss", row["loss"], epoch + 1)
-        save(epoch + 1, improved)
-    bar.close()
-    if writer is not None:
-        writer.close()
-    barrier(info)
-    return FitResult(best_epoch=best_epoch, best_score=best_score, history=history, best_state=best_state,
-                     train_time_s=time.perf_counter() - t0)
-
-
-def _write_log(path: Path, history: list[dict]) -> None:
-    from msmae.utils import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "lr", "val_top1", "val_top5"], lineterminator="\n")
-    w.writeheader()
-    for r in history:
-        w.writerow({k: ("" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])) for k in w.fieldnames})
-    atomic_write_text(path, buf.getvalue())
+    has_val = val_ds is not None and len(val_ds) > 0
+    return fit_epochs(model, train_ds, settings=epoch_settings(t, num_workers), step=step,
+                      validate=validate if has_val else None, val_keys=("top1", "top5"), select=t.select_metric,
+                      info=info, out=out, ckpt_config=ckpt_config, resume=resume, progress=progress, desc=desc)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -535,109 +345,37 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
         cleanup_distributed()
 
 
-# ------------------------------------------------------------------------------------------ commands
-def add_finetune_arguments(p, *, probe: bool = False) -> None:
-    """Arguments of ``msmae finetune islr`` (and of ``msmae probe`` with ``probe=True``)."""
-    from msmae.commands.pretrain import add_config_arguments
-    from msmae.data.islr import DATASETS
-
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    p.add_argument("--init", required=True, metavar="CHECKPOINT",
-                   help="encoder to start from: a pre-training run or checkpoint directory, or `none` "
-                   "(random initialisation" + ("; a random-feature baseline)" if probe else ", i.e. from scratch)"))
-    p.add_argument("--dataset", choices=DATASETS, help="annotation format (sets data.dataset)")
-    p.add_argument("--annotations", metavar="PATH", help="annotation file or folder (sets data.annotations)")
-    p.add_argument("--poses", metavar="DIR", help="folder of pose files, one per video (sets data.poses)")
-    add_config_arguments(p)
-    p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(islr_mode="probe" if probe else "finetune")
-
-
-def config_from_args(args) -> IslrConfig:
-    from msmae.commands._runs import absolute_data_paths
-    from msmae.config import load_config
-
-    probe = getattr(args, "islr_mode", "finetune") == "probe"
-    overrides = list(args.overrides)
-    for flag, key in (("dataset", "data.dataset"), ("annotations", "data.annotations"), ("poses", "data.poses")):
-        if getattr(args, flag, None):
-            overrides.append(f"{key}={getattr(args, flag)}")
-    cfg = load_config(IslrConfig, args.config, overrides, base=probe_base() if probe else None)
-    cfg.mode = "probe" if probe else "finetune"
-    cfg.init = args.init
-    absolute_data_paths(cfg)
-    return cfg
-
-
-def run_finetune(args) -> int:
-    """``msmae finetune islr`` and ``msmae probe``."""
-    from msmae.commands._runs import run_training_command
-    from msmae.config import ConfigError
-    from msmae.data.islr import ISLRDataError
-    from msmae.poses.sequence import PoseDataError
-    from msmae.train.checkpoint import CheckpointError
-
-    return run_training_command(
-        args, config_from_args=config_from_args, train=finetune,
-        errors=(ConfigError, ISLRDataError, CheckpointError, PoseDataError, ValueError, FloatingPointError),
-        summary_keys=("split", "top1", "top5", "per_class_top1"))
-
-
-def run_evaluate(run_dir: Path, split: str, args) -> int:
-    """``msmae evaluate RUN --split S``: score the run's best model on a split of its dataset."""
-    import json
-
-    from msmae.cli import CommandError
-    from msmae.commands._runs import override_data
-    from msmae.config import ConfigError, config_from_dict
-    from msmae.data.islr import _SPLIT_NAMES, ISLRDataError
-    from msmae.train.checkpoint import CheckpointError
+# ------------------------------------------------------------------------------------- evaluate, predict
+def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | None = None,
+                 annotations: str | None = None, poses: str | None = None, batch_size: int | None = None,
+                 progress: bool = True) -> tuple[dict, Path]:
+    """Score a run's best model on one split of its dataset (``annotations``/``poses`` point at data that
+    moved); writes ``metrics.json``, ``predictions_<split>.csv`` and ``confusion_<split>.png`` into ``out``
+    (default ``RUN/eval_<split>``) -> (metrics, that folder)."""
+    from msmae.config import config_from_dict
+    from msmae.data.islr import _SPLIT_NAMES
+    from msmae.tasks.common import override_data
     from msmae.utils import atomic_write_json
 
+    run_dir = Path(run_dir)
     name = _SPLIT_NAMES.get(split.lower())
     if name is None:
-        raise CommandError(f"unknown split {split!r}; use train, val or test")
-    try:
-        model, meta = model_from_run(run_dir)
-        cfg = config_from_dict(IslrConfig, meta["task_config"])
-        override_data(cfg, args)
-        classes, splits, excluded = prepare_splits(cfg, model.encoder.config.layout, classes=meta["classes"],
-                                                   splits=(name,), progress=not args.json)
-    except (ConfigError, ISLRDataError, CheckpointError, ValueError, KeyError) as e:
-        raise CommandError(str(e)) from None
+        raise ValueError(f"unknown split {split!r}; use train, val or test")
+    model, meta = model_from_run(run_dir)
+    cfg = config_from_dict(IslrConfig, meta["task_config"])
+    override_data(cfg, annotations=annotations, poses=poses)
+    classes, splits, excluded = prepare_splits(cfg, model.encoder.config.layout, classes=meta["classes"],
+                                               splits=(name,), progress=progress)
     if name not in splits:
-        raise CommandError(f"{run_dir}: the {cfg.data.dataset} data ({cfg.data.annotations}) has no usable "
-                           f"{name} examples")
-    m, logits = score_split(model, splits[name], classes, cfg, batch_size=args.batch_size)
-    out_dir = Path(args.out) if args.out else run_dir / f"eval_{name}"
+        raise ValueError(f"{run_dir}: the {cfg.data.dataset} data ({cfg.data.annotations}) has no usable "
+                         f"{name} examples")
+    m, logits = score_split(model, splits[name], classes, cfg, batch_size=batch_size)
+    out_dir = Path(out) if out else run_dir / f"eval_{name}"
     metrics = {"split": name, **m, "num_classes": len(classes), "excluded": excluded, "run": str(run_dir),
                "epoch": meta.get("epoch")}
     atomic_write_json(out_dir / "metrics.json", metrics)
     write_split_outputs(out_dir, name, splits[name], logits, classes)
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(f"{run_dir} on {name} ({m['num_examples']} clips, {len(classes)} classes): top-1 {m['top1']:.4f}  "
-              f"top-5 {m['top5']:.4f}  per-class top-1 {m['per_class_top1']:.4f}")
-        for c in m["confusions"][:5]:
-            print(f"  confused: {c['true']} -> {c['predicted']} ({c['count']}x)")
-        print(f"written to {out_dir}")
-    return 0
-
-
-def read_input_sequence(path: Path):
-    """A video or frame folder (keypoints extracted on the fly with MediaPipe Holistic, the ``extract``
-    extra) or any pose file msmae reads -> canonical PoseSequence."""
-    from msmae.extract.frames import is_video
-    from msmae.poses.readers import read_sequence
-
-    if not (is_video(path) or path.is_dir()):
-        return read_sequence(path)
-    from msmae.extract import video_to_sequence
-
-    log.info("%s: extracting keypoints with MediaPipe Holistic", path)
-    return video_to_sequence(path)
+    return metrics, out_dir
 
 
 def predict_top(model, meta: dict, seq, top: int = 5) -> list[dict]:
@@ -649,43 +387,8 @@ def predict_top(model, meta: dict, seq, top: int = 5) -> list[dict]:
     clip = prepare_clip(seq, layout=layout, normalize=meta.get("normalize", "shoulders"))
     idx = uniform_indices(clip.num_frames, int(meta.get("num_frames", 32)))
     coords = torch.from_numpy(clip.coords[idx].astype(np.float32))[None]
+    device = next(model.parameters()).device
     with torch.no_grad():
-        probs = torch.softmax(model(coords).float(), dim=1)[0].numpy()
+        probs = torch.softmax(model(coords.to(device)).float(), dim=1)[0].cpu().numpy()
     order = np.argsort(-probs, kind="stable")[: max(1, top)]
     return [{"rank": r + 1, "label": meta["classes"][i], "probability": float(probs[i])} for r, i in enumerate(order)]
-
-
-def run_predict(input_path: Path, run_dir: Path, args) -> int:
-    """``msmae predict INPUT --model RUN``: top-k glosses with probabilities."""
-    import json
-
-    from msmae.cli import CommandError
-    from msmae.poses.sequence import PoseDataError
-    from msmae.train.checkpoint import CheckpointError
-
-    try:
-        model, meta = model_from_run(run_dir)
-    except (CheckpointError, KeyError) as e:
-        raise CommandError(str(e)) from None
-    try:
-        seq = read_input_sequence(input_path)
-    except ImportError as e:
-        raise CommandError(f"{input_path}: extracting keypoints from a video needs MediaPipe "
-                           f"(pip install 'msmae[extract]'): {e}") from None
-    except PoseDataError as e:  # its message names the file
-        raise CommandError(str(e)) from None
-    except (OSError, RuntimeError, ValueError) as e:  # MissingModelError, FrameReadError are RuntimeErrors
-        raise CommandError(f"{input_path}: {e}") from None
-    try:
-        preds = predict_top(model, meta, seq, args.top)
-    except PoseDataError as e:
-        raise CommandError(str(e)) from None
-    if args.json:
-        print(json.dumps({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
-                          "predictions": preds}, ensure_ascii=False))
-    else:
-        print(f"{input_path} ({seq.num_frames} frames): top {len(preds)} of {len(meta['classes'])} signs")
-        width = max(len(p["label"]) for p in preds)
-        for p in preds:
-            print(f"{p['rank']:>3}. {p['label']:<{width}}  {p['probability']:.4f}")
-    return 0

@@ -88,9 +88,20 @@ def all_reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value
 
 
+def all_gather_objects(obj, info: DistInfo) -> list:
+    """Every process's ``obj`` (picklable), in rank order, on every process (``[obj]`` without a group)."""
+    if not info.distributed:
+        return [obj]
+    out: list = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """``auto``: bf16 on CUDA (when supported), fp32 elsewhere; ``bf16``: bf16 autocast (CUDA, or a CPU with
-    bf16 support); ``fp32``: no autocast. Returns the autocast dtype or None."""
+    bf16 support); ``fp16``: fp16 autocast, with the loss scaled by the training loops
+    (:mod:`msmae.train.amp`; for GPUs without bf16 such as V100 or T4); ``fp32``: no autocast. Returns the
+    autocast dtype or None."""
     if precision == "fp32":
         return None
     if precision == "auto":
