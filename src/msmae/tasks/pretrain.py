@@ -276,6 +276,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
     from msmae.corpus import PackedCorpus
     from msmae.models import MSMAE
     from msmae.train import checkpoint as ck
+    from msmae.train.amp import grad_scaler, load_scaler_state, optimizer_step, scaler_state
     from msmae.train.distributed import (all_reduce_mean, autocast, barrier, cleanup_distributed,
                                          init_distributed, resolve_precision)
     from msmae.train.optim import build_optimizer, cosine_with_warmup
@@ -314,6 +315,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             log.info("continual pre-training: encoder initialised from %s", cfg.init)
         opt = build_optimizer(model, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
         sched = cosine_with_warmup(opt, warmup_steps=t.warmup_steps, total_steps=t.steps, min_ratio=t.min_lr_ratio)
+        amp = resolve_precision(t.precision, info.device)
+        scaler = grad_scaler(amp, info.device)   # fp16 only: loss scaling against underflow
         step = 0
         if resume:
             latest = ck.latest_checkpoint(out)
@@ -326,11 +329,11 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 sched.load_state_dict(st["scheduler"])
                 step = int(st["step"])
                 torch.set_rng_state(st["torch_rng"])
+                load_scaler_state(scaler, st.get("scaler"))
                 log.info("resumed from %s at step %d", latest, step)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, out / "config.yaml")
-        amp = resolve_precision(t.precision, info.device)
         ddp = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
             if info.distributed else model
 
@@ -365,7 +368,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 return
             conf = _checkpoint_config(cfg, model_cfg, step_)
             state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step_,
-                     "torch_rng": torch.get_rng_state()}
+                     "torch_rng": torch.get_rng_state(), "scaler": scaler_state(scaler)}
             d = ck.save_checkpoint(out / "checkpoints" / f"step_{step_:07d}", state_dict=model.state_dict(),
                                    config=conf, train_state=state)
             ck.mark_latest(out, d)
@@ -394,11 +397,9 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                     with autocast(info.device, amp):
                         o = ddp(b["coords"], b["present"], b["frame_valid"], mask_ratio=cfg.mask.ratio,
                                 mask_mode=cfg.mask.mode, generator=gen)
-                    (o.loss.float() / t.grad_accum).backward()
+                    scaler.scale(o.loss.float() / t.grad_accum).backward()
                 loss_acc += o.loss.detach().float() / t.grad_accum
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
+            optimizer_step(opt, scaler, model.parameters(), t.grad_clip)
             sched.step()
             step += 1
             loss_v = float(all_reduce_mean(loss_acc, info))
