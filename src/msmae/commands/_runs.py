@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from msmae.tasks.common import absolute_data_paths  # noqa: F401 (used by the task commands)
+from msmae.tasks.common import absolute_data_paths  # noqa: F401 (its old home; now a library function)
 
 
 def task_module(run_dir: str | Path):
@@ -31,13 +31,6 @@ def refuse_existing_run(out: str | Path, resume: bool) -> None:
     ckpts = Path(out) / "checkpoints"
     if not resume and ckpts.is_dir() and any(ckpts.iterdir()):
         raise CommandError(f"{out} already holds checkpoints: pass --resume to continue it, or choose a new --out")
-
-
-def override_data(cfg, args) -> None:
-    """``msmae evaluate --annotations/--poses``: score a run on data that moved or on another copy."""
-    from msmae.tasks.common import override_data as override
-
-    override(cfg, annotations=getattr(args, "annotations", None), poses=getattr(args, "poses", None))
 
 
 def run_training_command(args, *, config_from_args, train, errors: tuple, summary_keys: tuple,
