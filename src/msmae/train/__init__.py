@@ -1,2 +1,3 @@
-"""Training infrastructure shared by pre-training, ISLR and SLT: optimiser and schedule,
-checkpoints, distributed set-up, autocast, scalar logging."""
+"""Training infrastructure shared by pre-training, ISLR and SLT: the epoch-based fine-tuning loop
+(:mod:`msmae.train.loop`), optimiser and schedule, fp16 loss scaling, checkpoints, distributed set-up,
+autocast."""
