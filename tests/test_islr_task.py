@@ -305,7 +305,7 @@ def test_probe_trains_only_the_head_of_a_pretrained_encoder(tmp_path, capsys):
     assert all(torch.equal(probe_enc[k], v) for k, v in ck.load_encoder(out / "model").state_dict().items())
     assert model_from_run(out / "model")[1]["classes"] == meta["classes"]
     card = (out / "model" / "README.md").read_text()
-    assert "isolated sign language recognition (ISLR) (probe)" in card and "| top1 |" in card
+    assert "isolated sign language recognition (ISLR), linear probe" in card and "| top1 |" in card
     sd = ck.load_state_dict(out)
     assert "head.weight" in sd and "cls_token" not in sd
     assert meta["probe_norm"] and "norm.running_var" in sd and not torch.equal(sd["norm.running_var"],

@@ -26,6 +26,8 @@ _TASKS = {
     "islr": "isolated sign language recognition (ISLR)",
     "slt": "sign language translation (SLT) with mBART-50 + LoRA",
 }
+_MODES = {"finetune": "fine-tuned ([CLS] token + Linear, all weights trained)",
+          "probe": "linear probe (frozen encoder, mean pooling, one Linear)"}
 # The metrics each task's card shows first (all of metrics.json's scalar figures follow).
 _HEADLINE = {
     "pretrain": ("steps", "final_loss", "eval_loss", "mean_baseline_loss", "samples_per_s"),
@@ -50,7 +52,7 @@ def weight_counts(weights: Path) -> dict[str, int]:
             n = 1
             for d in f.get_slice(k).get_shape():
                 n *= int(d)
-            top = k.split(".", 1)[0]
+            top = k.split(".", 1)[0].split("_", 1)[0]  # decoder_blocks, decoder_embed, ... -> decoder
             counts[top] = counts.get(top, 0) + n
     counts["total"] = sum(counts.values())
     return counts
@@ -93,7 +95,8 @@ def _n(k: Any, word: str) -> str:
 def _model_section(meta: dict, counts: dict) -> list[str]:
     m = meta.get("model", {})
     tc = meta.get("task_config", {})
-    size = tc.get("model", {}).get("size")
+    # The named size describes this encoder only when it was not initialised from another run's.
+    size = tc.get("model", {}).get("size") if tc.get("init") in (None, "", "none") else None
     layout = meta.get("layout", {})
     streams = layout.get("streams", [])
     points = layout.get("points", {})
@@ -101,7 +104,7 @@ def _model_section(meta: dict, counts: dict) -> list[str]:
         "## Model",
         "",
         f"- **Task:** {_TASKS.get(meta.get('task'), meta.get('task'))}"
-        + (f" ({meta['mode']})" if meta.get("mode") else ""),
+        + (f", {_MODES.get(meta['mode'], meta['mode'])}" if meta.get("mode") else ""),
         f"- **Streams:** {', '.join(f'{s} ({len(points.get(s, []))} keypoints)' for s in streams)}; "
         f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout `{m.get('streams', ',' .join(streams))}`)",
         f"- **Encoder:** {_n(m.get('depth'), 'layer')} x {_n(m.get('heads'), 'head')}, width {m.get('dim')}, cubelets of "
@@ -120,7 +123,7 @@ def _model_section(meta: dict, counts: dict) -> list[str]:
     if counts:
         parts = ", ".join(f"{k} {_millions(v)}" for k, v in counts.items() if k != "total")
         lines.append(f"- **Weights:** {_millions(counts['total'])} values in `model.safetensors` ({parts})")
-    lines.append(f"- **Keypoints per stream (indices):** `{json.dumps(points)}`")
+    lines.append(f"- **Keypoints per stream** (MediaPipe landmark indices): `{json.dumps(points)}`")
     return lines + [""]
 
 
