@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 def _run(args, *, cwd, env, timeout=300) -> str:
     r = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert r.returncode == 0, (f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n"
+                               f"{r.stderr[-3000:]}")
     return r.stdout
 
 
@@ -95,7 +96,8 @@ def test_wheel_pretrains_and_finetunes_with_config_names_on_real_data(wheel_env)
                  "data.load_workers=1"])], cwd=work, env=env)
     # The saved config is the shipped one's: WLASL's settings with the given dataset.
     islr_cfg = json.loads((work / "islr" / "model" / "config.json").read_text())
-    assert islr_cfg["task_config"]["augment"]["affine"] is True and islr_cfg["task_config"]["data"]["dataset"] == "gislr"
+    task_cfg = islr_cfg["task_config"]
+    assert task_cfg["augment"]["affine"] is True and task_cfg["data"]["dataset"] == "gislr"
 
     # RUN/model is a complete model: its card says what it is and what it was trained on, and loaders take it.
     pre_card = (work / "pre" / "model" / "README.md").read_text()

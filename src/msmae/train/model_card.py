@@ -106,9 +106,9 @@ def _model_section(meta: dict, counts: dict) -> list[str]:
         f"- **Task:** {_TASKS.get(meta.get('task'), meta.get('task'))}"
         + (f", {_MODES.get(meta['mode'], meta['mode'])}" if meta.get("mode") else ""),
         f"- **Streams:** {', '.join(f'{s} ({len(points.get(s, []))} keypoints)' for s in streams)}; "
-        f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout `{m.get('streams', ',' .join(streams))}`)",
-        f"- **Encoder:** {_n(m.get('depth'), 'layer')} x {_n(m.get('heads'), 'head')}, width {m.get('dim')}, cubelets of "
-        f"{m.get('cubelet')} frames per token" + (f" (named size `{size}`)" if size else ""),
+        f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout `{m.get('streams', ','.join(streams))}`)",
+        f"- **Encoder:** {_n(m.get('depth'), 'layer')} x {_n(m.get('heads'), 'head')}, width {m.get('dim')}, "
+        f"cubelets of {m.get('cubelet')} frames per token" + (f" (named size `{size}`)" if size else ""),
     ]
     if meta.get("task") == "pretrain":
         lines.append(f"- **Decoder** (pre-training only): {_n(m.get('decoder_depth'), 'layer')} x "
