@@ -16,7 +16,7 @@ def add_finetune_arguments(p) -> None:
         "Fine-tune a pre-trained pose encoder with mBART-50 for translation (paper 4.3): tokens fused flat or "
         "per time step (mean), projected into mBART's encoder (trained fully), decoder adapted with LoRA "
         "(r=alpha=32), 20% frame deletion/duplication, AdamW wd 1e-3, cosine with 10-epoch warm-up, lr and "
-        "gradient clipping per appendix table 8 (configs/slt/{p14t,csl_daily,how2sign}.yaml), best epoch on "
+        "gradient clipping per appendix table 8 (--config slt/p14t, slt/csl_daily, slt/how2sign), best epoch on "
         "dev BLEU-4, test scored with beam search. Writes RUN/metrics.json with hypotheses.txt and "
         "references.txt beside it.")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")

@@ -417,6 +417,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                        "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
                        "lr": peak_lr(cfg), "grad_clip": clip_norm(cfg), "num_beams": cfg.translator.num_beams,
                        "examples": {s: len(v.ids) for s, v in splits.items()}, "excluded": excluded,
+                       "hours": {s: ck.hours((c.num_frames, c.fps) for c in v.clips) for s, v in splits.items()},
                        "targets_cut": cut, "parameters": summary, "epochs": cfg.train.epochs,
                        "train_time_s": res.train_time_s, "sentences_per_s": res.sentences_per_s,
                        "world_size": info.world_size}
@@ -424,6 +425,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                 write_split_outputs(out, splits[report], scored[report][1], metrics)
             else:
                 ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
         return metrics
     finally:
         cleanup_distributed()
