@@ -48,7 +48,7 @@ import json
 import logging
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -477,6 +477,8 @@ def load_clip(example: ISLRExample, *, layout, normalize: str = "shoulders") -> 
     from msmae.poses.sequence import PoseDataError
 
     seq = read_sequence(example.pose_path)
+    if example.unit == "frame" and example.range_fps is None and seq.meta.get("frame_stride", 1) > 1:
+        example = replace(example, range_fps=seq.meta["source_fps"])  # ranges count source frames
     first, stop = example.frame_bounds(seq.fps)
     if first > 0 or stop is not None:
         if first >= seq.num_frames:
