@@ -109,7 +109,8 @@ def extract_clip(clip: Clip, model: HolisticModel, *, frames_fps: float = DEFAUL
         if size is None:
             size = rgb.shape[:2]
         elif rgb.shape[:2] != size:
-            raise FrameReadError(f"{clip.source}: frame {start + len(xyzs)} is {rgb.shape[1]}x{rgb.shape[0]}, "
+            at = start + len(xyzs) * frame_stride
+            raise FrameReadError(f"{clip.source}: frame {at} is {rgb.shape[1]}x{rgb.shape[0]}, "
                                  f"earlier frames are {size[1]}x{size[0]}")
         if xyzs:
             model.skip(frame_stride - 1)
