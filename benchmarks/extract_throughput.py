@@ -295,6 +295,53 @@ def body_hands_agreement(all_dir: Path, bh_dir: Path, names: list[str]) -> dict:
             "same_presence": same_presence, "face_points_present": face_present}
 
 
+def _clock_one(args: tuple[str, bool]) -> tuple[str, bool, object, object]:
+    """One clip at stride 1 and at stride 2 (with or without advancing MediaPipe's clock over the
+    skipped frames), in its own process."""
+    from msmae.extract import extract_video
+    from msmae.extract.holistic import HolisticModel
+
+    clip, advance = args
+    with HolisticModel() as model:
+        if not advance:
+            model.skip = lambda frames: None  # every processed frame 33.3 ms after the last
+        strided = extract_video(clip, frame_stride=2, model=model).to_sequence()
+        full = extract_video(clip, model=model).to_sequence() if advance else None
+    return clip, advance, full, strided
+
+
+def clock_comparison(clips: list[Path], workers: int = 2) -> dict:
+    """Stride-2 quality with MediaPipe's clock advanced over skipped frames (msmae's choice: tracking and
+    landmark smoothing see the real time between frames) vs not advanced, against stride 1."""
+    import numpy as np
+
+    from msmae.layout import CANONICAL
+
+    jobs = [(str(c), adv) for c in clips for adv in (True, False)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        res = pool.map(_clock_one, jobs, chunksize=1)
+    full = {c: f for c, adv, f, _ in res if adv}
+    out = {"name": "extract_stride_clock", "clips": len(clips), "units": "pixels (720-pixel frame height)"}
+    for adv in (True, False):
+        row = {}
+        for s, sl in CANONICAL.slices().items():
+            errs, agree, total = [], 0, 0
+            for c, a, _, b in res:
+                if a != adv:
+                    continue
+                f = full[c]
+                pa, ca = f.present[::2][: b.num_frames], f.coords[::2][: b.num_frames]
+                both = pa[:, sl] & b.present[:, sl]
+                errs.append(np.abs(ca[:, sl] - b.coords[:, sl])[both].ravel() * 720)
+                agree += int((pa[:, sl] == b.present[:, sl]).sum())
+                total += pa[:, sl].size
+            e = np.concatenate(errs)
+            row[s] = {"median_abs_px": round(float(np.median(e)), 3), "p95_abs_px": round(float(np.percentile(e, 95)), 3),
+                      "presence_agreement": round(agree / total, 4)}
+        out["clock_advanced" if adv else "clock_not_advanced"] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips-limit", type=int, default=6, help="How2Sign clips to time (default 6; 79 = all)")
@@ -303,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="2", help="worker counts to measure (default 2)")
     ap.add_argument("--no-pose-format", action="store_true", help="skip the pose-format comparison")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-model profile")
+    ap.add_argument("--clock-clips", type=int, default=0,
+                    help="also compare stride 2 with and without advancing MediaPipe's clock over skipped "
+                         "frames on this many clips (default 0: skip)")
     args = ap.parse_args(argv)
 
     if not (SHARED / "how2sign-clips").is_dir():
@@ -373,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                     os.replace(src / f"{c.stem}.pose", dst / f"{c.stem}.pose")
         qnames = sorted({c.stem for c in clips} | {c.stem for c in qclips})
         emit(quality(outs[(1, "all")], outs[(2, "all")], qnames, 2))
+    if args.clock_clips:
+        emit(clock_comparison(pick_clips(args.clock_clips), max(worker_counts)))
     rate = max(best.values())
     hours = {}
     for key, label in (((1, "all"), "stride1_all"), ((2, "all"), "stride2_all"), ((2, "body,hands"), "stride2_body_hands")):
