@@ -87,7 +87,8 @@ def register(subparsers) -> None:
                    help="do not extract: report done / failed / missing clips of the extraction in --out "
                         "across all shard summaries (exit 1 while anything is failed or missing)")
     p.add_argument("--overwrite", action="store_true",
-                   help="extract clips again even when their .pose exists (default: skip them)")
+                   help="extract clips again even when their .pose exists (default: skip complete ones "
+                        "made with the same --frame-stride and --streams)")
     p.add_argument("--model-complexity", type=int, choices=(0, 1, 2), default=1,
                    help="pose landmark model: 0 lite, 1 full (default, ships with mediapipe), 2 heavy "
                         "(the paper's choice). 0 and 2 need pose_landmark_lite/heavy.tflite installed "
