@@ -25,7 +25,7 @@ from msmae.poses.sequence import PoseDataError
 MAGIC = b"MSMAE-META\x00"
 _LEN = struct.Struct("<I")
 MAX_TRAILER = 1 << 20  # a trailer is a few hundred bytes; anything larger is not ours
-HEADER_PROBE = 1 << 20  # bytes read to parse a header (holistic headers are ~40 kB)
+HEADER_PROBE = 1 << 16  # bytes read to parse a header (a full holistic header is about 15 kB)
 
 
 def encode_trailer(meta: dict) -> bytes:
