@@ -98,7 +98,8 @@ def _attention(run: Path, meta: dict, seq, *, layer: int, count: int | None, dev
         raise ViewError(f"{run}: {_first_line(e)}") from None
 
 
-def _islr(run: Path, seq, segments: Sequence[dict], top: int) -> dict:
+def islr_predictions(run: Path, seq, segments: Sequence[dict] = (), top: int = 5) -> dict:
+    """Top-``top`` signs of an ISLR run for the whole clip and for each segment (frames [start, end))."""
     from msmae.poses.sequence import PoseDataError
     from msmae.tasks.islr import model_from_run, predict_top
     from msmae.train.checkpoint import CheckpointError
@@ -179,7 +180,7 @@ def make_view(input_path: str | os.PathLike, out: str | os.PathLike, *, models: 
     else:
         notes.append("no pre-training run given: no attention heatmap and no segments")
     segs = analysis.segments if analysis is not None else []
-    islr = [_islr(run, seq, segs, top) for run, _ in runs["islr"]]
+    islr = [islr_predictions(run, seq, segs, top) for run, _ in runs["islr"]]
     slt = [_slt(run, seq, device=device, beams=beams) for run, _ in runs["slt"]]
     shown = [{"task": task, "run": str(run)} for task, rs in runs.items() for run, _ in rs]
     page = write_view(out, seq, video=video, analysis=analysis, islr=islr, slt=slt, source=str(input_path),
