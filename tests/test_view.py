@@ -49,12 +49,16 @@ def test_keypoints_round_trip_within_half_a_step_and_compress():
     assert np.all(coords[~present] == 0)
     packed = len(base64.b64decode(enc["coords"])) + len(base64.b64decode(enc["present"]))
     assert packed < seq.coords.nbytes / 4, (packed, seq.coords.nbytes)      # vs float32 (T, K, 2)
-    # Large jumps wrap around int16 in the deltas and still come back exactly.
+    # A wild detection far outside the signer jumps by more than int16 holds: the delta wraps and comes back.
     rng = np.random.default_rng(0)
-    c = rng.uniform(-5, 5, (40, 7, 2)).astype(np.float32)
-    p = rng.random((40, 7)) > 0.3
-    c2, p2 = decode_keypoints(encode_keypoints(c, p))
-    assert np.array_equal(p2, p) and np.abs(c2[p] - c[p]).max() < 10 / 2048
+    c = rng.uniform(0, 1, (400, 7, 2)).astype(np.float32)
+    c[10, 3], c[11, 3] = (15, -14), (-14, 15)
+    p = rng.random((400, 7)) > 0.3
+    p[10:12, 3] = True
+    enc = encode_keypoints(c, p)
+    c2, p2 = decode_keypoints(enc)
+    assert abs(c[11, 3, 0] - c[10, 3, 0]) / enc["step"] > 2 ** 15
+    assert np.array_equal(p2, p) and np.abs(c2[p] - c[p]).max() <= enc["step"] / 2 + 1e-5
 
 
 def test_heatmap_png_averages_long_matrices_into_blocks():
