@@ -308,3 +308,15 @@ def test_pose_file_page_in_a_real_browser(browser, pose_page, tmp_path):
     assert d["video"] is None and any(s["name"] == "face" for s in d["streams"])
     _check_page(browser, pose_page / "view.html", tmp_path, "pose.png", video=False)
     assert "No ISLR or SLT run given" in browser.find_element("id", "predictions").text
+
+
+@pytest.mark.slow
+def test_view_of_a_video_extracts_keypoints_on_the_fly(runs, browser, tmp_path, capsys):
+    """A How2Sign video as INPUT: MediaPipe Holistic runs first (as in `msmae predict`), the video goes beside."""
+    pytest.importorskip("mediapipe")
+    video = shared_path("how2sign-clips", "_15CDIexNDM_4-5-rgb_front.mp4")
+    assert main(["view", str(video), "--model", str(runs[0]), "--segments", "3", "--out", str(tmp_path)]) == 0
+    assert f"page: {tmp_path / 'view.html'}" in capsys.readouterr().out
+    d = page_json(tmp_path / "view.html")
+    assert d["video"] == "view.mp4" and d["frames"] == 71 and (d["width"], d["height"]) == (1280, 720)
+    _check_page(browser, tmp_path / "view.html", tmp_path, "extracted.png", video=True)
