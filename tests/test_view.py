@@ -133,10 +133,33 @@ def how2sign_page(runs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pose_page(runs, tmp_path_factory):
+def slt_run(tmp_path_factory):
+    """A tiny translator (random tiny mBART with a vocabulary of the real DGS sentences' English text) trained
+    for two epochs on the DGS training sentences."""
+    pytest.importorskip("transformers", reason="the `slt` extra is not installed")
+    from msmae.data.slt import load_dgs_sentences
+    from msmae.models.translator import make_tiny_mbart
+
+    dgs = shared_path("dgs-corpus-sentences")
+    root = tmp_path_factory.mktemp("view_slt")
+    texts = [e.text for e in load_dgs_sentences(dgs, language="english").examples]
+    mbart = make_tiny_mbart(root / "mbart", texts, vocab_size=300, d_model=32, heads=2, ffn_dim=64)
+    sets = ["model.size=tiny", "model.extra={dim: 32, depth: 1, heads: 2}", "train.epochs=2", "train.batch_size=8",
+            "train.lr=3e-3",
+            "train.warmup_epochs=1", "translator.num_beams=2", "translator.max_new_tokens=12",
+            "data.num_workers=0", "data.load_workers=1", "data.val_split=train"]
+    assert main(["finetune", "slt", "--out", str(root / "slt"), "--init", "none", "--mbart", str(mbart),
+                 "--dataset", "dgs", "--annotations", str(dgs), "--no-progress",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    return root / "slt"
+
+
+@pytest.fixture(scope="module")
+def pose_page(runs, slt_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("view_pose")
     src = shared_path("dgs-corpus-sentences", "test_3_original.pose")
-    assert main(["view", str(src), "--model", str(runs[0]), "--segments", "4", "--out", str(out), "--json"]) == 0
+    assert main(["view", str(src), "--model", str(runs[0]), "--model", str(slt_run), "--segments", "4",
+                 "--out", str(out), "--json"]) == 0
     return out
 
 
@@ -303,11 +326,18 @@ def test_how2sign_page_in_a_real_browser(browser, how2sign_page, tmp_path):
     print(f"screenshot: {shot}", file=sys.stderr)
 
 
-def test_pose_file_page_in_a_real_browser(browser, pose_page, tmp_path):
+def test_pose_file_page_in_a_real_browser(browser, pose_page, tmp_path, capsys):
     d = page_json(pose_page / "view.html")
     assert d["video"] is None and any(s["name"] == "face" for s in d["streams"])
+    (t,) = d["slt"]
+    assert t["language"] == "en_XX" and t["run"] == "slt"
+    # The page says what `msmae predict` says for the same file and run (a tiny model may say nothing yet).
+    src = shared_path("dgs-corpus-sentences", "test_3_original.pose")
+    assert main(["predict", str(src), "--model", t["path"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["translation"] == t["text"]
     _check_page(browser, pose_page / "view.html", tmp_path, "pose.png", video=False)
-    assert "No ISLR or SLT run given" in browser.find_element("id", "predictions").text
+    shown = browser.find_element("id", "predictions").text
+    assert "translation (en_XX) · slt" in shown and (t["text"] or "(empty)") in shown
 
 
 @pytest.mark.slow
