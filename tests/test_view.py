@@ -93,6 +93,24 @@ def test_page_has_no_network_reference_and_escapes_script_end(tmp_path):
     assert render_page(page_json(page)) == text
 
 
+def test_video_goes_beside_the_page_as_a_link_and_the_users_file_is_untouched(tmp_path):
+    from msmae.analysis.view import place_video
+
+    user = tmp_path / "mine" / "clip.MP4"
+    user.parent.mkdir()
+    user.write_bytes(b"video bytes")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert place_video(user, out) == "view.mp4"
+    assert (out / "view.mp4").stat().st_ino == user.stat().st_ino     # same file system: a hard link, no copy
+    (out / "view.mp4").unlink()
+    (out / "view.mp4").write_bytes(b"an older page's video")
+    assert place_video(user, out) == "view.mp4"                       # replaced, not written through
+    assert (out / "view.mp4").read_bytes() == b"video bytes" and user.read_bytes() == b"video bytes"
+    assert place_video(out / "view.mp4", out) == "view.mp4"           # the page's own video: left as it is
+    assert sorted(p.name for p in out.iterdir()) == ["view.mp4"]      # no temporary file left
+
+
 # ------------------------------------------------------------------------------ runs and the command
 SMALL = ["model.size=tiny", "model.extra={dim: 32, depth: 2, heads: 2, decoder_dim: 32, decoder_depth: 1, "
          "decoder_heads: 2}", "data.window=64", "data.frame_stride=2", "data.num_workers=0",

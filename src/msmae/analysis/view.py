@@ -213,6 +213,7 @@ def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     if dst.exists() and os.path.samefile(src, dst):
         return name
     with atomic_path(dst, suffix=src.suffix) as tmp:
+        tmp.unlink()  # os.link wants a free name
         try:
             os.link(src, tmp)
         except OSError:  # another file system, or links not allowed
