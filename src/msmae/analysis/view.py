@@ -9,9 +9,9 @@ nothing fetched from the network, so it opens from ``file://``. Only the video, 
 Keypoints travel compactly: coordinates quantised to int16 on a grid of ``span / 2048`` (``span`` = the
 larger side of the box holding 99% of the present points: a quarter pixel for a signer 500 px wide), missing
 points holding their last value, differenced over time, split into low and high byte planes and deflated (zlib),
-then base64; presence as bits, deflated. The page inflates them with the browser's ``DecompressionStream``.
-The heatmap is a PNG (data URI) of at most
-``max_pixels`` square, token blocks averaged where the clip has more tokens than that.
+then base64; presence as bits, deflated. The page inflates them with the browser's ``DecompressionStream``
+(Chromium 80+, Firefox 113+, Safari 16.4+). The heatmap is a PNG (data URI) of at most ``HEATMAP_MAX_PIXELS``
+square, token blocks averaged where the clip has more tokens than that.
 """
 
 from __future__ import annotations
