@@ -13,6 +13,8 @@ import importlib
 import logging
 import sys
 
+from msmae import __version__
+
 # Order = order in ``msmae --help``.
 COMMANDS: dict[str, str] = {
     "inspect": "msmae.commands.inspect",
@@ -27,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "view": "msmae.commands.view",
     "score": "msmae.commands.score",
     "demo": "msmae.commands.demo",
+    "configs": "msmae.commands.configs",
 }
 
 
@@ -41,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "video -> keypoints -> corpus -> pre-training -> ISLR / SLT -> attention analysis.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"msmae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:

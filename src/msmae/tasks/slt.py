@@ -684,6 +684,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                        "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
                        "lr": peak_lr(cfg), "grad_clip": clip_norm(cfg), "num_beams": cfg.translator.num_beams,
                        "examples": {s: len(v.ids) for s, v in splits.items()}, "excluded": excluded,
+                       "hours": {s: ck.hours((c.num_frames, c.fps) for c in v.clips) for s, v in splits.items()},
                        "targets_cut": cut, "parameters": summary, "epochs": cfg.train.epochs,
                        "train_time_s": res.train_time_s, "sentences_per_s": res.sentences_per_s,
                        "world_size": info.world_size}
@@ -691,6 +692,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                 write_split_outputs(out, splits[report], scored[report][1], metrics)
             else:
                 ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
         return metrics
     finally:
         cleanup_distributed()
@@ -706,7 +708,7 @@ def add_finetune_arguments(p) -> None:
         "Fine-tune a pre-trained pose encoder with mBART-50 for translation (paper 4.3): tokens fused flat or "
         "per time step (mean), projected into mBART's encoder (trained fully), decoder adapted with LoRA "
         "(r=alpha=32), 20% frame deletion/duplication, AdamW wd 1e-3, cosine with 10-epoch warm-up, lr and "
-        "gradient clipping per appendix table 8 (configs/slt/{p14t,csl_daily,how2sign}.yaml), best epoch on "
+        "gradient clipping per appendix table 8 (--config slt/p14t, slt/csl_daily, slt/how2sign), best epoch on "
         "dev BLEU-4, test scored with beam search. Writes RUN/metrics.json with hypotheses.txt and "
         "references.txt beside it.")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
