@@ -75,6 +75,10 @@ def test_wheel_installs_with_version_and_configs(wheel_env):
                  "slt/p14t", "slt/csl_daily", "slt/how2sign"):
         line = next(ln for ln in listing.splitlines() if ln.startswith(name + " "))
         assert len(line.split(None, 1)[1]) > 20, line  # a description
+    # The page template of `msmae view` is package data: the installed package renders a page.
+    page = _run([bin_ / "python", "-c", "from msmae.analysis.view import render_page; "
+                 "print(len(render_page({'title': 't'})))"], cwd=work, env=env)
+    assert int(page) > 5000
 
 
 def test_wheel_pretrains_and_finetunes_with_config_names_on_real_data(wheel_env):

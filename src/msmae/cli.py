@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "msmae.commands.evaluate",
     "predict": "msmae.commands.predict",
     "attention": "msmae.commands.attention",
+    "view": "msmae.commands.view",
     "score": "msmae.commands.score",
     "demo": "msmae.commands.demo",
     "configs": "msmae.commands.configs",

@@ -56,7 +56,7 @@ def _prepare(seq, normalize: bool) -> tuple[dict | None, str | None]:
     if not np.isfinite(coords[seq.present]).all():
         return None, "coordinates overflow float16 after normalisation"
     return {"coords": coords, "present": np.packbits(seq.present, axis=1), "fps": float(seq.fps),
-            "width": seq.width, "height": seq.height}, None
+            "width": seq.width, "height": seq.height, "frame_stride": int(seq.meta.get("frame_stride", 1))}, None
 
 
 def _load_one(path: str, normalize: bool) -> tuple[str, dict | None, str | None]:
@@ -152,7 +152,7 @@ class CorpusWriter:
         self.taken.add(eid)
         e = Entry(id=eid, source=source, shard=self.shard, offset=self._offset, length=n, fps=arrays["fps"],
                   width=arrays["width"], height=arrays["height"], source_size=int(arrays.get("size", 0)),
-                  source_mtime=float(arrays.get("mtime", 0.0)))
+                  source_mtime=float(arrays.get("mtime", 0.0)), frame_stride=int(arrays.get("frame_stride", 1)))
         self._pending.append(e)
         self._c.append(arrays["coords"])
         self._p.append(arrays["present"])

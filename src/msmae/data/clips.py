@@ -4,7 +4,7 @@ them for ISLR training and evaluation (SLT's sentences: :mod:`msmae.data.sentenc
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -55,6 +55,8 @@ def load_clip(example, *, layout, normalize: str = "shoulders") -> Clip:
     from msmae.poses.sequence import PoseDataError
 
     seq = read_sequence(example.pose_path)
+    if example.unit == "frame" and example.range_fps is None and seq.meta.get("frame_stride", 1) > 1:
+        example = replace(example, range_fps=seq.meta["source_fps"])  # ranges count source frames
     first, stop = example.frame_bounds(seq.fps)
     if first > 0 or stop is not None:
         if first >= seq.num_frames:

@@ -25,8 +25,10 @@ class SplitData:
 def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_frames: int):
     """A canonical PoseSequence -> a :class:`msmae.data.islr.Clip` of ``layout``: every
     ``frame_stride``-th frame, at most ``max_frames`` frames (uniformly resampled), normalised."""
-    from msmae.data.islr import prepare_clip
+    from msmae.data.clips import prepare_clip
+    from msmae.poses.timing import stride_for_sequence
 
+    frame_stride = stride_for_sequence(seq.meta, frame_stride)  # a --frame-stride extraction is already strided
     if frame_stride > 1 and seq.num_frames > 1:
         seq = seq.take_frames(np.arange(0, seq.num_frames, frame_stride))
         seq.fps = seq.fps / frame_stride

@@ -344,7 +344,7 @@ def _parse_pose_bytes(path: Path, buf: bytes):
         body = NumPyPoseBody.read(header, reader)
     except Exception as e:
         raise PoseDataError(f"{path}: corrupt or truncated pose body ({_first_line(e)})") from None
-    return header, body
+    return header, body, reader.read_offset
 
 
 def describe_pose_layout(components: dict[str, int]) -> str:
@@ -370,7 +370,10 @@ def read_pose(path: str | os.PathLike, *, fps: float | None = None, width: int |
         buf = path.read_bytes()
     except OSError as e:
         raise PoseDataError(f"{path}: cannot read ({e.strerror or e})") from None
-    header, body = _parse_pose_bytes(path, buf)
+    header, body, end = _parse_pose_bytes(path, buf)
+    from msmae.poses.posemeta import decode_trailer
+
+    extraction = decode_trailer(buf[end:], str(path)) if round(header.version, 3) == 0.2 else None
     names = [c.name for c in header.components]
     if not any(c in names for c in POSE_COMPONENTS.values()):
         raise PoseDataError(f"{path}: unknown layout, components {names} are not MediaPipe Holistic "
@@ -421,6 +424,11 @@ def read_pose(path: str | os.PathLike, *, fps: float | None = None, width: int |
     components = {c.name: len(c.points) for c in header.components}
     meta = {"source_layout": describe_pose_layout(components), "components": components,
             "absent_points": absent, "fps_assumed": False}
+    if extraction:
+        meta["extraction"] = extraction
+        meta["frame_stride"] = int(extraction.get("frame_stride", 1))
+        if extraction.get("source_fps"):
+            meta["source_fps"] = float(extraction["source_fps"])
     if body.data.shape[1] > 1:
         meta["people"] = int(body.data.shape[1])
         log.warning("%s: %d people in the file, reading the first", path, body.data.shape[1])

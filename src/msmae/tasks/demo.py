@@ -221,6 +221,8 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     result = analyze(encoder, x.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
     att_dir = out / "attention"
     paths = write_report(att_dir, result, x, source="synthetic held-out sentence (SYNTHETIC)", model=str(pre_run))
+    paths["view"] = _view_page(att_dir, seq, result, pre_run, islr_run=out / "islr_finetune", source="synthetic "
+                               "held-out sentence (SYNTHETIC)", notes=[SYNTHETIC_NOTE])
     truth = sign_boundaries(signs)
     found = [float(s["start_frame"]) for s in result.segments[1:]]
     tol_s = 0.2
@@ -284,9 +286,25 @@ def format_synthetic(s: dict) -> str:
         f"attention {s['timing_s']['attention_s']:.0f} s",
         f"files: {Path(s['pretrain']['loss_plot'])} (loss curve), {Path(g['files']['heatmap'])} (attention + "
         f"boundaries), {Path(g['files']['eaf'])} (ELAN), {Path(s['out']) / 'demo_summary.json'} (all figures)",
+        f"page: {Path(g['files']['view'])} (open it in a browser: skeleton, segments, heatmap, ISLR top-5)",
         f"everything is in {s['out']}/",
     ]
     return "\n".join(lines)
+
+
+def _view_page(out: Path, seq, analysis, pre_run: Path, *, islr_run: Path | None = None, video=None,
+               source: str, notes=()) -> Path:
+    """``out/view.html`` (msmae view's page) for a clip the demo analysed; ``seq`` as read, not normalised."""
+    from msmae.analysis.view import write_view
+
+    models, islr = [{"task": "pretrain", "run": str(pre_run)}], []
+    if islr_run is not None:
+        from msmae.tasks.view import islr_predictions
+
+        models.append({"task": "islr", "run": str(islr_run)})
+        islr.append(islr_predictions(islr_run, seq, analysis.segments))
+    return write_view(out, seq, video=video, analysis=analysis, islr=islr, source=source, models=models,
+                      notes=notes)
 
 
 # ------------------------------------------------------------------------------------ videos
@@ -339,13 +357,14 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     for f in tqdm(todo, desc="attention", unit="video", disable=not progress):
         rel = f.relative_to(poses).with_suffix("")
         d = out / "attention" / rel
-        if (d / "segments.json").is_file():
+        if (d / "segments.json").is_file() and (d / "view.html").is_file():
             info = json.loads((d / "segments.json").read_text())
             per_video.append({"pose": str(f), "out": str(d), "frames": info["frames"],
-                              "segments": len(info["segments"])})
+                              "segments": len(info["segments"]), "page": str(d / "view.html")})
             continue
         try:
-            seq = normalize(read_sequence(f))
+            raw = read_sequence(f)
+            seq = normalize(raw)
             res = analyze(encoder, seq.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
         except ValueError as e:  # e.g. a clip shorter than one token
             log.warning("%s: no attention analysis: %s", f, e)
@@ -353,7 +372,9 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
             continue
         video = sources.get(rel.as_posix())
         write_report(d, res, seq, source=str(video or f), model=str(pre_run), media=[video or f])
-        per_video.append({"pose": str(f), "out": str(d), "frames": seq.num_frames, "segments": len(res.segments)})
+        page = _view_page(d, raw, res, pre_run, video=video, source=str(video or f))
+        per_video.append({"pose": str(f), "out": str(d), "frames": seq.num_frames, "segments": len(res.segments),
+                          "page": str(page)})
     timing["attention_s"] = round(time.perf_counter() - t0, 1)
 
     seg_counts = [v["segments"] for v in per_video if v.get("out")]
@@ -391,6 +412,9 @@ def format_videos(s: dict) -> str:
         f"held-out {p['eval_loss']:.4f} vs {p['mean_baseline_loss']:.4f} for predicting the mean",
         f"  attention: {a['videos']} videos, {a['segments_mean'] or 0:.1f} segments per video on average "
         f"(heatmap, segments.json, .eaf per video in {a['folder']})",
+    ]
+    lines += [f"  page: {v['page']}" for v in a["per_video"] if v.get("page")]
+    lines += [
         f"everything is in {s['out']}/",
     ]
     return "\n".join(lines)

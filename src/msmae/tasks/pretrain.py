@@ -171,6 +171,20 @@ class _FromSampler(torch.utils.data.Sampler):
         return self.stop - self.start
 
 
+def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
+    """data.window / data.frame_stride in stored frames of this corpus (see msmae.poses.timing)."""
+    from msmae.poses.timing import sampling_for_corpus
+
+    try:
+        s = sampling_for_corpus((e.frame_stride for e in corpus.entries), window, frame_stride)
+    except ValueError as e:
+        from msmae.corpus.store import CorpusError
+
+        raise CorpusError(f"{corpus.root}: {e}") from None
+    (log.info if s.exact else log.warning)("sampling: %s", s.note)
+    return s.window, s.stride
+
+
 def eval_windows(corpus, videos: list[int], count: int, window: int, seed: int) -> list[tuple[int, int]]:
     """Fixed (video, start) pairs for evaluation, spread over the given videos."""
     rng = np.random.default_rng([seed, 99991])
@@ -346,17 +360,18 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         ddp = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
             if info.distributed else model
 
-        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=cfg.data.window,
-                           frame_stride=cfg.data.frame_stride, seed=t.seed, rank=info.rank,
+        window, frame_stride = _sampling(corpus, cfg.data.window, cfg.data.frame_stride)
+        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=window,
+                           frame_stride=frame_stride, seed=t.seed, rank=info.rank,
                            world_size=info.world_size)
         start_k, stop_k = step * micro * t.grad_accum, t.steps * micro * t.grad_accum
         loader = torch.utils.data.DataLoader(
             ds, batch_size=micro, sampler=_FromSampler(start_k, stop_k), num_workers=cfg.data.num_workers,
             collate_fn=_batch, pin_memory=info.device.type == "cuda", drop_last=False,
             persistent_workers=False, prefetch_factor=4 if cfg.data.num_workers > 0 else None)
-        ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, cfg.data.window, t.seed)
-        ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=cfg.data.window,
-                              frame_stride=cfg.data.frame_stride, seed=t.seed)
+        ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, window, t.seed)
+        ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=window,
+                              frame_stride=frame_stride, seed=t.seed)
         mean_xy = mean_baseline_stats(corpus, train_v, keypoints)
 
         writer = None
