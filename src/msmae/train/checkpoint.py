@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from msmae.utils import atomic_write_json, atomic_write_text, make_dir_like_mkdir
+from msmae.utils import atomic_write_json, atomic_write_text, current_umask, make_dir_like_mkdir
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def _write_temp_checkpoint(parent: Path, name: str, state_dict: dict[str, torch.
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
         if train_state is not None:
             torch.save(_loadable(train_state), tmp / TRAIN_STATE)
+        for f in tmp.iterdir():  # safetensors writes owner-only files
+            os.chmod(f, 0o666 & ~current_umask())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -68,8 +70,8 @@ def _loadable(obj: Any) -> Any:
         return {k: _loadable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_loadable(v) for v in obj)
-    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
-        return obj
+    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
+        return obj  # exact types: numpy.float64 is a float subclass that weights_only refuses
     try:
         import numpy as np
 

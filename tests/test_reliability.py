@@ -1,0 +1,320 @@
+"""Reliability and safety (issue 17): nothing of the user's overwritten, atomic checkpoint switches, safe and
+robust resume, outputs that follow the umask, corpora checked before training, workers that die with
+their parent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from msmae.corpus import CorpusError, PackedCorpus, pack_corpus, pack_sequences
+from msmae.poses import PoseSequence
+from msmae.train import checkpoint as ck
+
+from test_pretrain import SMALL, cfg_of, random_walk_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sets(items):
+    return sum((["--set", s] for s in items), [])
+
+
+# ------------------------------------------------------------------------------- 2: the run-folder guard
+def test_new_run_refused_over_any_earlier_output_even_without_checkpoints(tmp_path):
+    from msmae.cli import main
+
+    data = random_walk_corpus(tmp_path / "c")
+    run = tmp_path / "r"
+    args = ["pretrain", "--data", str(data), "--out", str(run), "--no-progress", *sets(SMALL + ["train.steps=2"])]
+    assert main(args) == 0
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")          # a common tidy-up of a finished run
+    weights = (run / "model" / ck.WEIGHTS).read_bytes()
+    metrics = (run / "metrics.json").read_text()
+    assert main(args) == 1                       # refused: model/ and metrics.json would be overwritten
+    assert (run / "model" / ck.WEIGHTS).read_bytes() == weights and (run / "metrics.json").read_text() == metrics
+    for name in ("metrics.json", "config.yaml"):  # any one earlier output is enough
+        d = tmp_path / f"only_{name}"
+        d.mkdir()
+        (d / name).write_text("x")
+        with pytest.raises(ck.RunExistsError, match=name):
+            ck.check_new_run(d, resume=False)
+        ck.check_new_run(d, resume=True)
+    (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)   # an empty checkpoints/ is no earlier run
+    ck.check_new_run(tmp_path / "fresh", resume=False)
+
+
+# ------------------------------------------------------------------------ 4: atomic switch of `last`
+def test_checkpoint_last_is_complete_whatever_rename_a_crash_interrupts(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    old_sd, new_sd = {"encoder.w": torch.zeros(3)}, {"encoder.w": torch.ones(3)}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    ck.save_last(run, state_dict=old_sd, config={"task": "islr"}, opt=opt, sched=sched, epoch=1, history=[],
+                 best_epoch=1, best_score=None)
+    real_replace = os.replace
+    for crash_at in range(1, 6):
+        calls = {"n": 0}
+
+        def replace(a, b, _crash=crash_at):
+            calls["n"] += 1
+            if calls["n"] == _crash:
+                raise KeyboardInterrupt
+            return real_replace(a, b)
+
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            ck.save_last(run, state_dict=new_sd, config={"task": "islr"}, opt=opt, sched=sched, epoch=2,
+                         history=[], best_epoch=2, best_score=None)
+        except KeyboardInterrupt:
+            pass
+        monkeypatch.setattr(os, "replace", real_replace)
+        got = ck.load_state_dict(run / "checkpoints" / "last")["encoder.w"]   # never missing, never half
+        assert torch.equal(got, old_sd["encoder.w"]) or torch.equal(got, new_sd["encoder.w"]), crash_at
+        assert ck.load_resume_point(run) is not None
+        ck.save_last(run, state_dict=old_sd, config={"task": "islr"}, opt=opt, sched=sched, epoch=1, history=[],
+                     best_epoch=1, best_score=None)
+    # One version on disk, linked by `last`, and `best` works the same way.
+    ck.save_checkpoint(run / "checkpoints" / "best", state_dict=new_sd, config={"task": "islr"})
+    ck.save_checkpoint(run / "checkpoints" / "best", state_dict=old_sd, config={"task": "islr"})
+    names = sorted(p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith("."))
+    assert len([n for n in names if n.startswith("last-")]) == 1 and len([n for n in names if n.startswith("best-")]) == 1
+    assert (run / "checkpoints" / "last").is_symlink() and (run / "checkpoints" / "best" / ck.WEIGHTS).is_file()
+    assert torch.equal(ck.load_state_dict(run / "checkpoints" / "best")["encoder.w"], old_sd["encoder.w"])
+
+
+def test_an_older_msmae_last_folder_is_switched_to_a_link(tmp_path):
+    run = tmp_path / "run"
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    # what an older msmae wrote: a plain folder checkpoints/last
+    d = ck._write_temp_checkpoint(tmp_path, "x", {"encoder.w": torch.zeros(2)}, {"task": "islr"}, {"epoch": 1})
+    (run / "checkpoints").mkdir(parents=True)
+    os.rename(d, run / "checkpoints" / "last")
+    assert ck.load_resume_point(run) is not None
+    ck.save_last(run, state_dict={"encoder.w": torch.ones(2)}, config={"task": "islr"}, opt=opt, sched=sched,
+                 epoch=2, history=[], best_epoch=2, best_score=None)
+    assert (run / "checkpoints" / "last").is_symlink()
+    assert ck.load_train_state(run / "checkpoints" / "last")["epoch"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["LATEST", "last", "last-0001"]
+
+
+# ----------------------------------------------------------------- 5: safe loading, damaged checkpoints
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "pwned"))
+
+
+def test_resume_never_runs_code_from_a_crafted_train_state(tmp_path, caplog):
+    run = tmp_path / "run"
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    ck.save_last(run, state_dict={"w": torch.zeros(1)}, config={"task": "islr"}, opt=opt, sched=sched, epoch=1,
+                 history=[{"loss": np.float64(0.5)}], best_epoch=1, best_score=np.float32(0.25))
+    st = ck.load_train_state(run / "checkpoints" / "last")   # numpy values were stored as plain numbers
+    assert st["history"][0]["loss"] == 0.5 and st["best_score"] == 0.25
+    marker = tmp_path / "pwned.txt"
+    torch.save({"optimizer": _Evil(marker), "epoch": 3}, run / "checkpoints" / "last" / ck.TRAIN_STATE)
+    with pytest.raises(ck.CheckpointError, match="train_state.pt"):
+        ck.load_train_state(run / "checkpoints" / "last")
+    model = torch.nn.Linear(1, 1, bias=False)
+    with caplog.at_level(logging.WARNING):
+        st = ck.resume_last(run, model, opt, sched, strict=False)
+    assert not marker.exists()
+    assert st["epoch"] == 0 and "damaged" in caplog.text and "train_state.pt" in caplog.text
+
+
+def test_truncated_train_state_resumes_from_the_newest_complete_checkpoint(tmp_path, caplog):
+    from msmae.tasks.pretrain import pretrain
+
+    data = random_walk_corpus(tmp_path / "c")
+    cfg = cfg_of("train.steps=4", "train.checkpoint_every=2")
+    full = pretrain(cfg, data, tmp_path / "full", progress=False)
+    run = tmp_path / "run"
+    pretrain(cfg, data, run, progress=False)
+    f = run / "checkpoints" / "step_0000004" / ck.TRAIN_STATE
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING):
+        resumed = pretrain(cfg, data, run, resume=True, progress=False)
+    assert "step_0000004" in caplog.text and "damaged" in caplog.text
+    assert resumed["steps"] == 4 and resumed["eval_loss"] == full["eval_loss"]  # from step 2, exactly
+
+
+# ----------------------------------------------------------------------------- 11: the user's umask
+def test_outputs_follow_the_umask(tmp_path):
+    from msmae.utils import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        d = ck.save_checkpoint(tmp_path / "ck", state_dict={"w": torch.zeros(1)}, config={}, train_state={"s": 1})
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "a.txt", d, d / ck.WEIGHTS, d / ck.CONFIG)}
+        assert modes == {"a.txt": 0o644, "ck": 0o755, ck.WEIGHTS: 0o644, ck.CONFIG: 0o644}
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "b.txt", "x")
+        assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+# ------------------------------------------------------------------------- 3, 7, 8: corpora
+def test_pack_refuses_a_non_empty_folder_that_is_not_a_corpus(tmp_path):
+    from msmae.cli import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "index.csv").write_text("my own spreadsheet\n")
+    src = tmp_path / "poses"
+    src.mkdir()
+    from msmae.poses.writers import write_npz
+
+    rng = np.random.default_rng(0)
+    write_npz(PoseSequence(rng.normal(size=(20, 160, 2)), np.ones((20, 160), bool), 25.0), src / "a.npz")
+    assert main(["pack", str(src), "--out", str(out)]) == 1
+    assert (out / "index.csv").read_text() == "my own spreadsheet\n" and not (out / "corpus.json").exists()
+    with pytest.raises(CorpusError, match="not an msmae corpus"):
+        pack_corpus([src], out, progress=False)
+    assert main(["pack", str(src), "--out", str(tmp_path / "new")]) == 0      # new folder: fine
+    assert main(["pack", str(src), "--out", str(tmp_path / "new")]) == 0      # an msmae corpus: extended
+
+
+def _corpus(tmp_path) -> Path:
+    return random_walk_corpus(tmp_path / "c", n=4)
+
+
+def test_index_past_the_end_of_a_shard_is_refused_naming_file_and_line(tmp_path):
+    root = _corpus(tmp_path)
+    index = root / "index.csv"
+    lines = index.read_text().splitlines()
+    fields = lines[3].split(",")
+    fields[3] = str(10 ** 6)                      # offset far past the shard's end
+    index.write_text("\n".join(lines[:3] + [",".join(fields)] + lines[4:]) + "\n")
+    with pytest.raises(CorpusError, match=r"index\.csv, line 4 \(walk2\): frames 1000000\.\..* outside shard 0"):
+        PackedCorpus(root)
+
+
+def test_index_cut_mid_row_and_broken_json_name_the_file(tmp_path):
+    root = _corpus(tmp_path)
+    index = root / "index.csv"
+    text = index.read_text()
+    index.write_text(text[: text.rindex(",") - 3])   # cut inside the last row
+    with pytest.raises(CorpusError, match=r"index\.csv, line 5: 10 fields expected"):
+        PackedCorpus(root)
+    index.write_text(text.replace(",25.0,", ",fast,", 1))
+    with pytest.raises(CorpusError, match=r"index\.csv, line 2: bad value"):
+        PackedCorpus(root)
+    index.write_text(text)
+    (root / "corpus.json").write_text('{"format": 1, "layout": ')
+    with pytest.raises(CorpusError, match=r"corpus\.json: not valid JSON"):
+        PackedCorpus(root)
+    from msmae.cli import main
+
+    assert main(["pretrain", "--data", str(root), "--out", str(tmp_path / "r"), *sets(SMALL)]) == 1
+
+
+def test_corpus_without_a_maskable_token_is_refused_before_training(tmp_path, caplog):
+    from msmae.tasks.pretrain import pretrain
+
+    rng = np.random.default_rng(0)
+    short = [PoseSequence(rng.normal(size=(3, 160, 2)), np.ones((3, 160), bool), 25.0, source=f"s{i}")
+             for i in range(4)]                          # 3 frames: one token, nothing can be masked
+    face_only = np.zeros((80, 160), bool)
+    face_only[:, 48:] = True                              # only the face seen: nothing of body or hands
+    missing = [PoseSequence(rng.normal(size=(80, 160, 2)), face_only, 25.0, source=f"m{i}") for i in range(4)]
+    pack_sequences(short + missing, tmp_path / "bad", normalize=False)
+    with pytest.raises(ValueError, match=r"none of the 7 training videos can be learned from \(0 usable\)"):
+        pretrain(cfg_of("train.steps=2", "model.streams=body,hands"), tmp_path / "bad", tmp_path / "r",
+                 progress=False)
+    assert not (tmp_path / "r" / "model").exists()
+    # Mostly garbage but some usable: trains, with a warning that counts the unusable ones.
+    good = [PoseSequence(rng.normal(size=(80, 160, 2)), np.ones((80, 160), bool), 25.0, source=f"g{i}")
+            for i in range(3)]
+    pack_sequences(good + short, tmp_path / "mixed", normalize=False)
+    with caplog.at_level(logging.WARNING):
+        pretrain(cfg_of("train.steps=1"), tmp_path / "mixed", tmp_path / "r2", progress=False)
+    assert "training videos" in caplog.text and "give no masked token" in caplog.text
+
+
+def test_pack_counts_files_without_any_detection(tmp_path, capsys):
+    from msmae.cli import main
+
+    src = tmp_path / "poses"
+    src.mkdir()
+    np.save(src / "empty.npy", np.full((30, 543, 3), np.nan, np.float32))
+    ok = np.random.default_rng(0).random((30, 543, 3)).astype(np.float32)
+    np.save(src / "ok.npy", ok)
+    assert main(["pack", str(src), "--out", str(tmp_path / "c"), "--json", "--workers", "0"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["added"] == 1 and s["no_detection"] == [str((src / "empty.npy").resolve())]
+    assert main(["pack", str(src), "--out", str(tmp_path / "c2"), "--workers", "0"]) == 0
+    assert "1 file(s) without any detected keypoint" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------- 10: workers exit with the parent
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to watch the worker processes")
+def test_pack_workers_exit_when_the_parent_is_killed(tmp_path):
+    src = tmp_path / "poses"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        np.save(src / f"v{i:02d}.npy", rng.random((10, 543, 3)).astype(np.float32))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = textwrap.dedent(f"""
+        import os, time
+        import msmae.poses.readers as r
+        real = r.read_sequence
+        def slow(path, **kw):
+            open(os.path.join({str(pids)!r}, str(os.getpid())), "w").close()
+            time.sleep(600)  # a file that takes long to read: the worker is busy when the parent dies
+            return real(path, **kw)
+        r.read_sequence = slow
+        from msmae.corpus import pack_corpus
+        pack_corpus([{str(src)!r}], {str(tmp_path / 'c')!r}, workers=2, progress=False)
+    """)
+    import msmae
+
+    env = {**os.environ, "PYTHONPATH": str(Path(msmae.__file__).parents[1])}   # the msmae under test
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.1)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2 and all(_alive(w) for w in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 60      # generous: the watchdog polls every 0.5 s; a read takes 600 s
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "pack workers outlived their killed parent"
+    finally:
+        for w in [int(p.name) for p in pids.iterdir()]:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
