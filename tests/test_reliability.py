@@ -318,3 +318,34 @@ def test_pack_workers_exit_when_the_parent_is_killed(tmp_path):
                 os.kill(w, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()
+
+
+# ------------------------------------------------------------------------------ 1: demo --fresh
+def test_demo_fresh_deletes_only_what_its_manifest_proves_it_wrote(tmp_path):
+    from msmae.cli import main
+    from msmae.tasks import demo
+
+    out = tmp_path / "work"
+    (out / "pretrain").mkdir(parents=True)
+    (out / "pretrain" / "thesis.tex").write_text("two years of work")   # the user's, under a demo name
+    with pytest.raises(ValueError, match="pretrain"):
+        demo._start_fresh(out, demo.SYNTHETIC_ENTRIES)
+    assert main(["demo", "--out", str(out), "--fresh", "--no-progress"]) == 1
+    assert (out / "pretrain" / "thesis.tex").read_text() == "two years of work"
+    # A folder the demo created (recorded before it writes anything) is deleted by --fresh; the rest stays.
+    out2 = tmp_path / "demo"
+    demo._claim(out2, demo.SYNTHETIC_ENTRIES)
+    (out2 / "attention").mkdir()
+    (out2 / "attention" / "a.png").write_bytes(b"x")
+    (out2 / "demo_summary.json").write_text("{}")
+    demo._start_fresh(out2, demo.SYNTHETIC_ENTRIES)
+    assert out2.is_dir() and not any(out2.iterdir())
+    # What existed before the demo first ran is never claimed, so never deleted.
+    out3 = tmp_path / "mixed"
+    (out3 / "corpus").mkdir(parents=True)
+    (out3 / "corpus" / "mine.txt").write_text("keep")
+    demo._claim(out3, demo.VIDEOS_ENTRIES)
+    (out3 / "poses").mkdir()
+    with pytest.raises(ValueError, match="corpus"):
+        demo._start_fresh(out3, demo.VIDEOS_ENTRIES)
+    assert (out3 / "corpus" / "mine.txt").read_text() == "keep" and (out3 / "poses").is_dir()
