@@ -349,3 +349,59 @@ def test_demo_fresh_deletes_only_what_its_manifest_proves_it_wrote(tmp_path):
     with pytest.raises(ValueError, match="corpus"):
         demo._start_fresh(out3, demo.VIDEOS_ENTRIES)
     assert (out3 / "corpus" / "mine.txt").read_text() == "keep" and (out3 / "poses").is_dir()
+
+
+# ------------------------------------------------------------------------------ 12: the .npz reader
+def _npz_with_junk(tmp_path, junk_bytes: int) -> Path:
+    import zipfile
+
+    from msmae.poses.writers import write_npz
+
+    rng = np.random.default_rng(0)
+    f = write_npz(PoseSequence(rng.normal(size=(30, 160, 2)), np.ones((30, 160), bool), 25.0), tmp_path / "a.npz")
+    with zipfile.ZipFile(f, "a", compression=zipfile.ZIP_DEFLATED) as zf, \
+            zf.open("junk.npy", "w", force_zip64=True) as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": (junk_bytes,)})
+        chunk = bytes(1 << 20)
+        for _ in range(junk_bytes >> 20):
+            out.write(chunk)
+    return f
+
+
+def test_npz_reader_reads_only_the_members_it_needs_and_refuses_absurd_sizes(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from msmae.poses import readers
+    from msmae.poses.readers import read_sequence
+    from msmae.poses.sequence import PoseDataError
+
+    f = _npz_with_junk(tmp_path, 64 << 20)          # 64 MiB of zeros, ~64 KiB on disk
+    assert f.stat().st_size < 2 << 20
+    tracemalloc.start()
+    try:
+        seq = read_sequence(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seq.num_frames == 30 and peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB reading a 30-frame file"
+    monkeypatch.setattr(readers, "MAX_NPZ_ARRAY_BYTES", 10_000)   # 30 x 160 x 2 float32 = 38,400 bytes
+    with pytest.raises(PoseDataError, match=r"member 'coords' declares 38,528 bytes, more than 10,000: refused"):
+        read_sequence(f)
+
+
+# --------------------------------------------------------------------------- 13: the small ones
+def test_random_bytes_and_fifos_get_a_clear_refusal(tmp_path, capsys):
+    from msmae.cli import main
+
+    (tmp_path / "r.npy").write_bytes(np.random.default_rng(0).bytes(600))
+    assert main(["inspect", str(tmp_path / "r.npy")]) == 1
+    err = capsys.readouterr().err
+    assert "not a NumPy file" in err and "pickled" not in err
+    fifo = tmp_path / "a.pose"
+    os.mkfifo(fifo)
+    script = f"import sys; from msmae.cli import main; sys.exit(main(['inspect', {str(fifo)!r}]))"
+    import msmae
+
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(msmae.__file__).parents[1])})
+    assert r.returncode == 1 and "not a regular file" in r.stderr
