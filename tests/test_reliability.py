@@ -405,3 +405,64 @@ def test_random_bytes_and_fifos_get_a_clear_refusal(tmp_path, capsys):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(msmae.__file__).parents[1])})
     assert r.returncode == 1 and "not a regular file" in r.stderr
+
+
+def test_score_out_folder_and_infinite_numbers_are_one_line_errors(tmp_path, capsys):
+    from msmae.cli import main
+
+    (tmp_path / "h.txt").write_text("a b c\n", encoding="utf-8")
+    (tmp_path / "r.txt").write_text("a b c\n", encoding="utf-8")
+    assert main(["score", "--hyp", str(tmp_path / "h.txt"), "--ref", str(tmp_path / "r.txt"),
+                 "--out", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    data = _corpus(tmp_path)
+    for value in ("train.steps=1e309", "train.lr=1e309", "train.lr=nan"):
+        assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "r"), "--set", value]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and value.split("=")[0] in err, err
+
+
+def test_a_byte_order_mark_does_not_change_the_scores(tmp_path):
+    from msmae.metrics.translation import score_files
+
+    (tmp_path / "h.txt").write_text("the cat sat on the mat\nhello world\n", encoding="utf-8")
+    (tmp_path / "r.txt").write_text("the cat sat on the mat\nhello world\n", encoding="utf-8")
+    (tmp_path / "h_bom.txt").write_text("\ufeffthe cat sat on the mat\nhello world\n", encoding="utf-8")
+    plain = score_files(tmp_path / "h.txt", tmp_path / "r.txt")
+    assert score_files(tmp_path / "h_bom.txt", tmp_path / "r.txt") == plain and plain["bleu4"] == pytest.approx(100)
+
+
+def test_duplicate_rows_and_clips_in_train_and_test_are_warned_with_counts(tmp_path, caplog):
+    from msmae.data.islr import load_manifest
+    from msmae.data.slt import load_manifest as load_slt_manifest
+    from msmae.poses.writers import write_npz
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_npz(PoseSequence(rng.normal(size=(20, 160, 2)), np.ones((20, 160), bool), 25.0), tmp_path / f"{i}.npz")
+    (tmp_path / "m.csv").write_text("path,label,split\n0.npz,a,train\n0.npz,a,train\n1.npz,b,train\n"
+                                    "1.npz,b,test\n0.npz,a,test\n2.npz,a,test\n")
+    with caplog.at_level(logging.WARNING):
+        d = load_manifest(tmp_path / "m.csv")
+    assert d.overlaps() == {"duplicates": ["0@3"], "train_and_eval": ["1@5", "0@6"]}
+    assert "1 duplicate example(s)" in caplog.text and "2 evaluation example(s) are also training" in caplog.text
+    caplog.clear()
+    (tmp_path / "s.csv").write_text("path,text,split\n0.npz,hi,train\n0.npz,hi,train\n0.npz,hi,test\n")
+    with caplog.at_level(logging.WARNING):
+        load_slt_manifest(tmp_path / "s.csv")
+    assert "1 duplicate example(s)" in caplog.text and "1 evaluation example(s) are also training" in caplog.text
+
+
+def test_progress_bars_update_rarely_when_stderr_is_a_log_file(tmp_path):
+    import msmae
+
+    data = _corpus(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
+    env["PYTHONPATH"] = str(Path(msmae.__file__).parents[1])
+    with open(tmp_path / "log.txt", "w") as log_file:   # `msmae pretrain ... 2> log.txt`
+        r = subprocess.run([sys.executable, "-m", "msmae", "pretrain", "--data", str(data), "--out",
+                            str(tmp_path / "r"), *sets(SMALL + ["train.steps=300", "train.log_every=100"])],
+                           stderr=log_file, stdout=subprocess.DEVNULL, env=env, timeout=600)
+    assert r.returncode == 0
+    updates = (tmp_path / "log.txt").read_bytes().count(b"\r")
+    assert 1 <= updates <= 10, f"{updates} progress updates in the log file"
