@@ -371,7 +371,7 @@ def _npz_with_junk(tmp_path, junk_bytes: int) -> Path:
 def test_npz_reader_reads_only_the_members_it_needs_and_refuses_absurd_sizes(tmp_path, monkeypatch):
     import tracemalloc
 
-    from msmae.poses import readers
+    from msmae.poses import npz_members
     from msmae.poses.readers import read_sequence
     from msmae.poses.sequence import PoseDataError
 
@@ -384,7 +384,7 @@ def test_npz_reader_reads_only_the_members_it_needs_and_refuses_absurd_sizes(tmp
     finally:
         tracemalloc.stop()
     assert seq.num_frames == 30 and peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB reading a 30-frame file"
-    monkeypatch.setattr(readers, "MAX_NPZ_ARRAY_BYTES", 10_000)   # 30 x 160 x 2 float32 = 38,400 bytes
+    monkeypatch.setattr(npz_members, "MAX_NPZ_ARRAY_BYTES", 10_000)   # 30 x 160 x 2 float32 = 38,400 bytes
     with pytest.raises(PoseDataError, match=r"member 'coords' declares 38,528 bytes, more than 10,000: refused"):
         read_sequence(f)
 
@@ -466,3 +466,19 @@ def test_progress_bars_update_rarely_when_stderr_is_a_log_file(tmp_path):
     assert r.returncode == 0
     updates = (tmp_path / "log.txt").read_bytes().count(b"\r")
     assert 1 <= updates <= 10, f"{updates} progress updates in the log file"
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_parent_watchdog_keeps_workers_of_a_living_parent(method):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from msmae.utils import exit_with_parent
+
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context(method), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        first = pool.submit(os.getpid).result(timeout=120)
+        time.sleep(1.5)       # several watchdog polls: a living parent must not look gone
+        assert pool.submit(os.getpid).result(timeout=120) == first

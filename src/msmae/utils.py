@@ -109,16 +109,41 @@ def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     the parent included), instead of lingering on a queue that will never be fed.
 
     Use as ``ProcessPoolExecutor(..., initializer=exit_with_parent, initargs=(os.getpid(),))``. A daemon
-    thread watches the parent pid: a dead parent's children are re-parented, so ``os.getppid()`` changes.
+    thread polls: the parent is gone when this worker was re-parented, or when ``parent_pid`` no longer
+    exists or is a zombie (with a fork server, the worker's own parent is not the pool's process).
     """
-    if os.getppid() != parent_pid:  # the parent died before this worker even started
+    first_ppid = os.getppid()
+
+    def gone() -> bool:
+        if os.getppid() != first_ppid:
+            return True
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return _is_zombie(parent_pid)
+
+    if gone():  # the parent died before this worker even started
         os._exit(1)
 
     def watch() -> None:
         import time
 
-        while os.getppid() == parent_pid:
+        while not gone():
             time.sleep(poll_s)
         os._exit(1)
 
     threading.Thread(target=watch, name="msmae-parent-watchdog", daemon=True).start()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")  # Linux, and the pid is gone
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")

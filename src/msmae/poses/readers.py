@@ -228,7 +228,7 @@ def read_holistic_npy(path: str | os.PathLike, *, fps: float | None = None, widt
     except OSError as e:
         raise PoseDataError(f"{path}: cannot read ({e.strerror or e})") from None
     if magic != b"\x93NUMPY":
-        raise PoseDataError(f"{path}: not a NumPy file (a .npy file starts with \\x93NUMPY)")
+        raise PoseDataError(f"{path}: not a readable .npy array (not a NumPy file: no \\x93NUMPY signature)")
     try:
         xyz = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy says "cannot reshape", "Failed to interpret", ...
@@ -444,7 +444,9 @@ _NPZ_KEYS = ("format", "version", "coords", "present", "fps", "width", "height",
 def read_npz(path: str | os.PathLike) -> PoseSequence:
     """msmae's compact ``.npz`` (see `msmae.poses.writers.write_npz`), in its stored layout."""
     path = Path(path)
-    d = _read_npz_members(path, _NPZ_KEYS + ("meta_json",))
+    from msmae.poses.npz_members import read_npz_members
+
+    d = read_npz_members(path, _NPZ_KEYS + ("meta_json",), required=_NPZ_KEYS)
     if str(d["format"]) != NPZ_FORMAT:
         raise PoseDataError(f"{path}: format is {str(d['format'])!r}, expected {NPZ_FORMAT!r}")
     if int(d["version"]) > NPZ_VERSION:
@@ -480,42 +482,6 @@ def read_npz(path: str | os.PathLike) -> PoseSequence:
     return PoseSequence(coords=coords, present=present.astype(bool), fps=float(d["fps"]), layout=layout,
                         width=None if width < 0 else width, height=None if height < 0 else height,
                         source=str(path), meta=meta)
-
-
-# Declared (uncompressed) sizes above these are refused before anything is decompressed: a pose array of
-# MAX_NPZ_ARRAY_BYTES holds over 800,000 frames of 160 points; the other members are a few bytes.
-MAX_NPZ_ARRAY_BYTES = 1 << 30
-MAX_NPZ_SMALL_BYTES = 1 << 20
-
-
-def _read_npz_members(path: Path, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Only the ``wanted`` members of an ``.npz`` (others, whatever their size, are never read); a member
-    whose declared size is absurd for what it holds is refused before it is decompressed."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
-            missing = [k for k in _NPZ_KEYS if k not in infos]
-            if missing:
-                raise PoseDataError(f"{path}: not a msmae .npz, keys {missing} are missing "
-                                    f"(found {sorted(infos)})")
-            out = {}
-            for key in wanted:
-                info = infos.get(key)
-                if info is None:
-                    continue
-                limit = MAX_NPZ_ARRAY_BYTES if key in ("coords", "present") else MAX_NPZ_SMALL_BYTES
-                if info.file_size > limit:
-                    raise PoseDataError(f"{path}: member {key!r} declares {info.file_size:,} bytes, more than "
-                                        f"{limit:,}: refused (a damaged or hostile file)")
-                with zf.open(info) as fh:
-                    out[key] = np.lib.format.read_array(fh, allow_pickle=False)
-            return out
-    except PoseDataError:
-        raise
-    except Exception as e:  # BadZipFile, truncated member, pickled objects, ...
-        raise PoseDataError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
 
 
 def _first_line(e: BaseException) -> str:

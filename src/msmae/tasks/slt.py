@@ -216,7 +216,10 @@ def load_split(examples, *, layout, cfg: SltConfig, progress: bool = True, desc:
             results.append(_load_one(j))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=d.load_workers) as pool:
+        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
+
+        with ProcessPoolExecutor(max_workers=d.load_workers, initializer=exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             for r in pool.map(_load_one, jobs, chunksize=16):
                 results.append(r)
                 bar.update(1)
