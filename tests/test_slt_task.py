@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, shared_path
+from conftest import shared_path
 
 from msmae.cli import main
 from msmae.config import load_config
@@ -32,7 +32,7 @@ EXTRA = ["am tag scheint die sonne im süden", "in der nacht regnet es im norden
 @pytest.mark.parametrize("name,lang,lr,clip", [("p14t", "de_DE", 1e-4, 0.1), ("csl_daily", "zh_CN", 1e-4, 0.1),
                                                ("how2sign", "en_XX", 5e-5, 1.0)])
 def test_configs_follow_appendix_table_8(name, lang, lr, clip):
-    path = REPO / "configs" / "slt" / f"{name}.yaml"
+    path = f"slt/{name}"  # a shipped config, by name
     cfg = load_config(SltConfig, path)
     assert target_language(cfg) == lang and cfg.data.dataset == name
     assert (peak_lr(cfg), clip_norm(cfg)) == (lr, clip)
@@ -183,6 +183,11 @@ def test_finetune_evaluate_predict_score(corpus, tmp_path, capsys):
     (tmp_path / "bad.pose").write_bytes(b"junk")           # an error names the input once, not twice
     assert main(["predict", str(tmp_path / "bad.pose"), "--model", str(run)]) == 1
     assert capsys.readouterr().err.count(str(tmp_path / "bad.pose")) == 1
+    # RUN/model is a complete model on its own: a card beside the weights, and the loaders take the folder
+    card = (run / "model" / "README.md").read_text(encoding="utf-8")
+    assert "sign language translation" in card and "| bleu4 |" in card and "de_DE" in card and "train 8" in card
+    assert main(["predict", str(root / "poses" / "s11.npz"), "--model", str(run / "model"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["translation"] == pred["translation"]
     # a second finetune into the same run needs --resume; resuming with more epochs continues the history
     assert main(finetune_args(root, mbart, run)) == 1
     assert "--resume" in capsys.readouterr().err
@@ -220,6 +225,35 @@ def test_frozen_encoder_keeps_init_weights_and_setup_errors(corpus, tmp_path, ca
     bad[bad.index("--mbart") + 1] = "facebook/mbart-large-50-many-to-many-mmt"
     assert main(bad) == 1
     assert "hub name" in capsys.readouterr().err
+
+
+def test_frame_stride_follows_the_encoders_pretraining_unless_set(corpus, tmp_path, capsys, caplog):
+    """data.frame_stride unset: the stride the init encoder was pre-trained with (2 for --init none); set to
+    another value: used, with one warning. The run records the stride it used."""
+    import logging
+
+    from msmae.models import MultiStreamEncoder, model_config
+    from msmae.train.checkpoint import read_checkpoint_config, save_checkpoint
+
+    root, mbart = corpus
+    enc = MultiStreamEncoder(config=model_config("tiny", streams="body,hands", dim=32, depth=1, heads=2))
+    init = save_checkpoint(tmp_path / "pre", state_dict={f"encoder.{k}": v for k, v in enc.state_dict().items()},
+                           config={"task": "pretrain", "model": enc.config.to_dict(),
+                                   "task_config": {"data": {"window": 48, "frame_stride": 3}}})
+    strides = {}
+    for name, extra in (("auto", []), ("set", ["--set", "data.frame_stride=1"]), ("none", None)):
+        args = finetune_args(root, mbart, tmp_path / name, "--set", "train.epochs=1", *(extra or []))
+        if extra is not None:
+            args[args.index("--init") + 1] = str(init)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert main(args) == 0
+        capsys.readouterr()
+        strides[name] = read_checkpoint_config(tmp_path / name)["frame_stride"]
+        warned = [r for r in caplog.records if "differs from the frame stride" in r.getMessage()]
+        assert len(warned) == (1 if name == "set" else 0), name
+        assert f"frame_stride: {strides[name]}" in (tmp_path / name / "config.yaml").read_text()
+    assert strides == {"auto": 3, "set": 1, "none": 2}
 
 
 # ----------------------------------------------------------------------------- real data: the whole path learns

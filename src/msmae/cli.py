@@ -13,6 +13,8 @@ import importlib
 import logging
 import sys
 
+from msmae import __version__
+
 # Order = order in ``msmae --help``.
 COMMANDS: dict[str, str] = {
     "inspect": "msmae.commands.inspect",
@@ -26,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "attention": "msmae.commands.attention",
     "score": "msmae.commands.score",
     "demo": "msmae.commands.demo",
+    "configs": "msmae.commands.configs",
 }
 
 
@@ -40,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "video -> keypoints -> corpus -> pre-training -> ISLR / SLT -> attention analysis.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"msmae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:

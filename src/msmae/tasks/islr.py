@@ -468,9 +468,11 @@ def write_split_outputs(out_dir: Path, split_name: str, split: SplitData, logits
 # ------------------------------------------------------------------------------------------- the run
 def checkpoint_config(cfg: IslrConfig, model, classes: Sequence[str]) -> dict:
     from msmae.config import config_to_dict
+    from msmae.train.timescale import init_frame_stride
 
     mc = model.encoder.config
     return {"task": "islr", "model": mc.to_dict(), "layout": mc.layout.to_dict(), "encoder_prefix": "encoder.",
+            "encoder_frame_stride": init_frame_stride(cfg.init),  # ISLR samples num_frames; no stride of its own
             "classes": list(classes), "mode": cfg.mode, "pooling": model.pooling, "probe_norm": model.norm is not None,
             "num_frames": cfg.data.num_frames, "normalize": cfg.data.normalize, "task_config": config_to_dict(cfg)}
 
@@ -528,8 +530,10 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
                        "splits": {s: {k: v for k, v in m.items() if k != "confusions"} for s, m in scored.items()},
                        "mode": cfg.mode, "init": cfg.init, "dataset": cfg.data.dataset, "num_classes": len(classes),
                        "examples": {s: len(v.ids) for s, v in splits.items()}, "excluded": excluded,
+                       "hours": {s: ck.hours((c.num_frames, c.fps) for c in v.clips) for s, v in splits.items()},
                        "epochs": cfg.train.epochs, "train_time_s": res.train_time_s, "world_size": info.world_size}
             ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
         return metrics
     finally:
         cleanup_distributed()

@@ -258,6 +258,15 @@ def _plot_loss(log_csv: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
+def _hours(corpus, train_v: list[int], held_v: list[int]) -> dict:
+    """Hours of video behind the training and the held-out videos (indices into the corpus)."""
+    from msmae.train.model_card import hours
+
+    e = corpus.entries
+    return {"train": hours((e[i].length, e[i].fps) for i in train_v),
+            "held_out": hours((e[i].length, e[i].fps) for i in held_v) if held_v is not train_v else 0.0}
+
+
 def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int) -> dict:
     from msmae.config import config_to_dict
 
@@ -453,6 +462,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 "train_time_s": train_time,
                 "world_size": info.world_size,
                 "videos": {"train": len(train_v), "held_out": len(held_v) if held_v is not train_v else 0},
+                "corpus": str(Path(data).resolve()), "hours": _hours(corpus, train_v, held_v),
                 "model": model_cfg.to_dict(),
                 "mask": {"ratio": cfg.mask.ratio, "mode": cfg.mask.mode},
             }
@@ -460,6 +470,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             writer.add_scalar("eval/mean_baseline_loss", metrics["mean_baseline_loss"], step)
             writer.close()
             ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
             _plot_loss(log_csv, out / "loss.png")
         barrier(info)
         return metrics

@@ -52,7 +52,7 @@ class DataSection:
     language: str = ""                  # mBART-50 target code; "" = the dataset's (de_DE, zh_CN, en_XX)
     dgs_text: str = "english"           # dgs sample only: english | german
     val_split: str = "dev"              # split that chooses the best epoch (dev; "train" to check memorisation)
-    frame_stride: int = 2               # keep every n-th frame (pre-training's temporal scale; paper: unstated)
+    frame_stride: int | None = None     # keep every n-th frame; unset = the stride the encoder was pre-trained with
     max_frames: int = 1024              # longer clips are resampled to this many frames (after the stride)
     normalize: str = "shoulders"        # per-clip normalisation (msmae.poses.normalize): shoulders | spread | none
     max_target_tokens: int = 128        # target sentences are cut to this many mBART tokens (cuts are counted)
@@ -620,7 +620,9 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
     from msmae.models.translator import load_mbart
     from msmae.train import checkpoint as ck
     from msmae.train.distributed import cleanup_distributed, init_distributed, resolve_precision
+    from msmae.train.timescale import downstream_frame_stride
 
+    cfg.data.frame_stride = downstream_frame_stride(cfg.data.frame_stride, cfg.init)  # 2 (the paper's) for init none
     check_config(cfg)
     lang = target_language(cfg)
     out = Path(out)
@@ -685,6 +687,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                        "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
                        "lr": peak_lr(cfg), "grad_clip": clip_norm(cfg), "num_beams": cfg.translator.num_beams,
                        "examples": {s: len(v.ids) for s, v in splits.items()}, "excluded": excluded,
+                       "hours": {s: ck.hours((c.num_frames, c.fps) for c in v.clips) for s, v in splits.items()},
                        "targets_cut": cut, "parameters": summary, "epochs": cfg.train.epochs,
                        "train_time_s": res.train_time_s, "sentences_per_s": res.sentences_per_s,
                        "world_size": info.world_size}
@@ -692,6 +695,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                 write_split_outputs(out, splits[report], scored[report][1], metrics)
             else:
                 ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
         return metrics
     finally:
         cleanup_distributed()
@@ -707,7 +711,7 @@ def add_finetune_arguments(p) -> None:
         "Fine-tune a pre-trained pose encoder with mBART-50 for translation (paper 4.3): tokens fused flat or "
         "per time step (mean), projected into mBART's encoder (trained fully), decoder adapted with LoRA "
         "(r=alpha=32), 20% frame deletion/duplication, AdamW wd 1e-3, cosine with 10-epoch warm-up, lr and "
-        "gradient clipping per appendix table 8 (configs/slt/{p14t,csl_daily,how2sign}.yaml), best epoch on "
+        "gradient clipping per appendix table 8 (--config slt/p14t, slt/csl_daily, slt/how2sign), best epoch on "
         "dev BLEU-4, test scored with beam search. Writes RUN/metrics.json with hypotheses.txt and "
         "references.txt beside it.")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")

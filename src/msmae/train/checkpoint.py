@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from msmae.train.model_card import hours, write_model_card  # noqa: F401 (tasks use ck.hours)
 from msmae.utils import atomic_write_json, atomic_write_text, current_umask, make_dir_like_mkdir
 
 log = logging.getLogger(__name__)
@@ -360,8 +361,11 @@ def load_encoder(path: str | Path, *, device: str | torch.device = "cpu"):
 
 
 def write_final_model(run_dir: str | Path, *, state_dict: dict[str, torch.Tensor], config: dict) -> Path:
-    """The run's final weights in ``RUN/model`` (what ``load_encoder(RUN)`` and later tasks use)."""
-    return save_checkpoint(Path(run_dir) / "model", state_dict=state_dict, config=config)
+    """The run's final weights in ``RUN/model`` (what ``load_encoder(RUN)`` and later tasks use), with its
+    model card ``README.md`` (rewritten with the final metrics by ``write_model_card(RUN/model, metrics)``)."""
+    d = save_checkpoint(Path(run_dir) / "model", state_dict=state_dict, config=config)
+    write_model_card(d)
+    return d
 
 
 def write_metrics(run_dir: str | Path, metrics: dict) -> None:
