@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -221,6 +222,7 @@ class _Collector:
             log.warning(d.summary())
         else:
             log.info(d.summary())
+        d.warn_overlaps()
         return d
 
 
@@ -514,7 +516,9 @@ def load_clips(examples: Sequence[ISLRExample], *, layout, normalize: str = "sho
             results.append(_load_one(j))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
+
+        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             for r in pool.map(_load_one, jobs, chunksize=16):
                 results.append(r)
                 bar.update(1)

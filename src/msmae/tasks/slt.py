@@ -218,7 +218,10 @@ def load_split(examples, *, layout, cfg: SltConfig, progress: bool = True, desc:
             results.append(_load_one(j))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=d.load_workers) as pool:
+        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
+
+        with ProcessPoolExecutor(max_workers=d.load_workers, initializer=exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             for r in pool.map(_load_one, jobs, chunksize=16):
                 results.append(r)
                 bar.update(1)
@@ -837,7 +840,9 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
     except ImportError as e:
         raise CommandError(f"{input_path}: extracting keypoints from a video needs MediaPipe "
                            f"(pip install 'msmae[extract]'): {e}") from None
-    except (PoseDataError, OSError, RuntimeError) as e:
+    except PoseDataError as e:  # its message names the file already
+        raise CommandError(str(e).splitlines()[0]) from None
+    except (OSError, RuntimeError) as e:
         raise CommandError(f"{input_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     beams = getattr(args, "beams", None) or int(cfg_t["num_beams"])
     try:
