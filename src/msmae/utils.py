@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -113,6 +115,13 @@ def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     exists or is a zombie (with a fork server, the worker's own parent is not the pool's process).
     """
     first_ppid = os.getppid()
+    if first_ppid == parent_pid and sys.platform.startswith("linux"):
+        try:  # Linux's parent-death signal: immediate, where the pool's process is our own parent
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no prctl
+            pass
 
     def gone() -> bool:
         if os.getppid() != first_ppid:
