@@ -180,6 +180,9 @@ def test_finetune_evaluate_predict_score(corpus, tmp_path, capsys):
     pred = json.loads(capsys.readouterr().out)
     assert pred["translation"] == (run / "eval_test" / "hypotheses.txt").read_text(encoding="utf-8").splitlines()[0]
     assert pred["language"] == "de_DE"
+    (tmp_path / "bad.pose").write_bytes(b"junk")           # an error names the input once, not twice
+    assert main(["predict", str(tmp_path / "bad.pose"), "--model", str(run)]) == 1
+    assert capsys.readouterr().err.count(str(tmp_path / "bad.pose")) == 1
     # RUN/model is a complete model on its own: a card beside the weights, and the loaders take the folder
     card = (run / "model" / "README.md").read_text(encoding="utf-8")
     assert "sign language translation" in card and "| bleu4 |" in card and "de_DE" in card and "train 8" in card

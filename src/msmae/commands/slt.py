@@ -118,7 +118,9 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
     except ImportError as e:
         raise CommandError(f"{input_path}: extracting keypoints from a video needs MediaPipe "
                            f"(pip install 'msmae[extract]'): {e}") from None
-    except (PoseDataError, OSError, RuntimeError) as e:
+    except PoseDataError as e:  # its message names the file already
+        raise CommandError(str(e).splitlines()[0]) from None
+    except (OSError, RuntimeError) as e:
         raise CommandError(f"{input_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     beams = getattr(args, "beams", None) or int(cfg_t["num_beams"])
     try:

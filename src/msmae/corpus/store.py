@@ -79,14 +79,16 @@ def read_index(root: Path) -> list[Entry]:
         missing = set(INDEX_COLUMNS) - OPTIONAL_COLUMNS - set(reader.fieldnames or ())
         if missing:
             raise CorpusError(f"{f}: not an msmae corpus index (missing columns {sorted(missing)})")
-        return [Entry.from_row(r) for r in reader]
+        from msmae.corpus.checks import entries_from_rows
+        return entries_from_rows(f, reader)
 
 
 def read_meta(root: Path) -> dict:
     f = root / "corpus.json"
     if not f.is_file():
         raise CorpusError(f"{root}: not an msmae corpus (no corpus.json); create one with `msmae pack`")
-    meta = json.loads(f.read_text(encoding="utf-8"))
+    from msmae.corpus.checks import read_meta_file
+    meta = read_meta_file(f)
     if int(meta.get("format", 0)) > FORMAT_VERSION:
         raise CorpusError(f"{root}: written by a newer msmae (format {meta['format']})")
     return meta
@@ -105,6 +107,8 @@ class PackedCorpus:
         self.entries = read_index(self.root)
         self.layout: Layout = get_layout(self.meta["layout"])
         self.num_points = self.layout.num_points
+        from msmae.corpus.checks import validate_index
+        validate_index(self.root, self.entries, self.num_points)  # offsets inside the shards (headers only)
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@ cap, normalisation), mBART target tokens, and the dataset + collate function the
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -79,7 +80,9 @@ def load_split(examples, *, layout, normalize: str = "shoulders", frame_stride: 
             results.append(_load_one(j))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
+
+        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             for r in pool.map(_load_one, jobs, chunksize=16):
                 results.append(r)
                 bar.update(1)

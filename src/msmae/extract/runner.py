@@ -23,9 +23,6 @@ import logging
 import multiprocessing as mp
 import os
 import queue
-import signal
-import sys
-import threading
 import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -37,6 +34,7 @@ from typing import Callable, Iterable, Sequence
 from msmae.extract.core import DEFAULT_FRAMES_FPS, extract_clip
 from msmae.extract.holistic import STREAM_SETS, HolisticModel, check_model_files, parse_streams
 from msmae.extract.sources import Clip, InputError, find_clips, read_clips_file
+from msmae.utils import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -129,32 +127,9 @@ class _Options:
 _worker: dict = {}  # per-process state: the model, the options and the progress queue
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """Make this worker die with its parent: Linux's parent-death signal (immediate), and a watchdog
-    thread on the parent pid (any POSIX system; also covers a parent that died before we got here)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):  # pragma: no cover - no prctl
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent_pid:  # re-parented: the main process is gone
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent watchdog", daemon=True).start()
-
-
 def _init_worker(options: _Options, progress_q, parent_pid: int | None = None) -> None:
     if parent_pid is not None:
-        _exit_with_parent(parent_pid)
+        exit_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker.update(options=options, queue=progress_q, model=None)
 

@@ -52,23 +52,56 @@ SYNTHETIC_ENTRIES = ("pretrain_corpus", "pretrain", "islr_data", "islr_finetune"
 VIDEOS_ENTRIES = ("poses", "corpus", "pretrain", "attention", "demo_summary.json")
 
 
+DEMO_MANIFEST = ".msmae-demo-outputs.json"   # what the demo created in --out: all that --fresh may delete
+
+
+def _owned(out: Path) -> set[str]:
+    """Names in ``out`` that a demo created (its manifest), restricted to names a demo writes."""
+    try:
+        data = json.loads((out / DEMO_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict) or data.get("kind") != "msmae-demo-outputs":
+        return set()
+    return {n for n in data.get("created", []) if n in SYNTHETIC_ENTRIES + VIDEOS_ENTRIES}
+
+
+def _claim(out: Path, entries: tuple[str, ...]) -> None:
+    """Create ``out`` and record in its manifest the entries this demo is about to create (those absent now):
+    the proof that lets a later ``--fresh`` delete them. What was there before is never claimed."""
+    from msmae.utils import atomic_write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    owned = _owned(out)
+    new = {n for n in entries if not (out / n).exists() and not (out / n).is_symlink()} - owned
+    if new or not (out / DEMO_MANIFEST).is_file():
+        atomic_write_json(out / DEMO_MANIFEST, {
+            "kind": "msmae-demo-outputs", "created": sorted(owned | new),
+            "note": "written by `msmae demo`: `--fresh` deletes only these entries of this folder"})
+
+
 def _start_fresh(out: Path, entries: tuple[str, ...]) -> None:
-    """Delete what an earlier demo wrote into ``out``, and nothing else: a folder holding anything the demo
-    does not write (``--out`` pointed at the wrong place) is refused."""
+    """Delete what an earlier demo wrote into ``out`` (the entries its manifest records it created), and
+    nothing else: anything the manifest does not prove the demo wrote is refused, by name."""
     if not out.exists():
         return
     if not out.is_dir():
         raise ValueError(f"{out} is a file, not a demo output folder")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in entries)
-    if foreign:
-        raise ValueError(f"--fresh would delete {out}, which holds files the demo did not write "
-                         f"({', '.join(foreign[:5])}); choose another --out or delete it yourself")
-    for name in entries:
+    owned = _owned(out)
+    present = sorted(p.name for p in out.iterdir() if p.name != DEMO_MANIFEST)
+    unproven = [n for n in present if n not in owned]
+    if unproven:
+        raise ValueError(
+            f"--fresh deletes only what msmae demo recorded creating in {out} ({DEMO_MANIFEST}), and the folder "
+            f"holds files the demo did not write or cannot prove it wrote: {', '.join(unproven[:5])}"
+            f"{', ...' if len(unproven) > 5 else ''}; choose another --out or delete them yourself")
+    for name in present:
         p = out / name
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
-        elif p.exists():
+        else:
             p.unlink()
+    (out / DEMO_MANIFEST).unlink(missing_ok=True)
 
 
 def _done(run: Path) -> dict | None:
@@ -175,7 +208,7 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     out = Path(out)
     if fresh:
         _start_fresh(out, SYNTHETIC_ENTRIES)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, SYNTHETIC_ENTRIES)
     timing: dict[str, float] = {}
     log.info(SYNTHETIC_NOTE)
     torch.manual_seed(seed)
@@ -326,7 +359,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     out = Path(out)
     if fresh:
         _start_fresh(out, VIDEOS_ENTRIES)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, VIDEOS_ENTRIES)
     timing: dict[str, float] = {}
 
     t0 = time.perf_counter()

@@ -327,6 +327,10 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                         len(ids))
             held_v = train_v
 
+        from msmae.corpus.checks import require_maskable  # refuse a corpus that would train to loss 0
+        require_maskable(corpus, train_v, keypoints, window=cfg.data.window, frame_stride=cfg.data.frame_stride,
+                         cubelet=model_cfg.cubelet, mask_ratio=cfg.mask.ratio)
+
         torch.manual_seed(t.seed)
         model = MSMAE(config=model_cfg).to(info.device)
         if cfg.init:
@@ -342,12 +346,12 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         scaler = grad_scaler(amp, info.device)   # fp16 only: loss scaling against underflow
         step = 0
         if resume:
-            latest = ck.latest_checkpoint(out)
-            if latest is None:
-                log.warning("--resume: no checkpoint in %s; starting from scratch", out)
+            point = ck.load_resume_point(out, device=info.device)  # the newest complete one
+            if point is None:
+                log.warning("--resume: no complete checkpoint in %s; starting from scratch", out)
             else:
-                model.load_state_dict(ck.load_state_dict(latest, device=info.device))
-                st = ck.load_train_state(latest)
+                latest, weights, st = point
+                model.load_state_dict(weights)
                 opt.load_state_dict(st["optimizer"])
                 sched.load_state_dict(st["scheduler"])
                 step = int(st["step"])
