@@ -53,8 +53,9 @@ def test_batched_and_device_paths_equal_the_per_window_path(tmp_path, keypoints)
     assert not ref["frame_valid"].all() and ref["present"].any()  # padding and presence both exercised
     assert torch.isfinite(ref["coords"]).all()
     assert_same(ds.__getitems__(ks), ref)
-    dev = DeviceWindows(ds, "cpu")
-    assert_same(dev.batch(ks), ref)
+    for kernel in ("numpy", "torch"):                        # torch: the kernel CUDA runs, here on the CPU
+        dev = DeviceWindows(ds, "cpu", kernel=kernel)
+        assert_same(dev.batch(ks), ref)
     assert dev.nbytes == device_bytes(ds)
 
 
@@ -79,7 +80,7 @@ def test_ranks_own_disjoint_parts_and_load_only_them(tmp_path):
     for r in range(2):
         seen = {int(v) for v in ds[r].locate_many(np.arange(40))[0]}
         assert seen == set(ds[r].part)
-        dev = DeviceWindows(ds[r], "cpu")
+        dev = DeviceWindows(ds[r], "cpu", kernel="torch")
         assert dev.coords.shape[0] == sum(corpus.entries[v].length for v in ds[r].part)
         assert_same(dev.batch(np.arange(10)), reference(ds[r], range(10)))
         other = parts[1 - r][0]

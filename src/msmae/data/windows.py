@@ -116,25 +116,49 @@ class WindowDataset(torch.utils.data.Dataset):
         lengths = self._len[videos][:, None]
         valid = frame < lengths
         idx = self._offset[videos][:, None] + np.minimum(frame, lengths - 1)                   # (B, L) in shard
-        coords = np.empty((b, n_out, k, 2), np.float32)
-        present = np.empty((b, n_out, k), bool)
+        kp = None if self._all_points else self.keypoints
         shards = self._shard[videos]
-        for s in np.unique(shards):
-            rows = np.flatnonzero(shards == s)
-            cmap, bmap = self.corpus._shard(int(s))
-            ix = idx[rows]
-            c = cmap[ix] if self._all_points else cmap[ix[..., None], self.keypoints]         # (b, L, K, 2) f16
-            bits = np.unpackbits(np.asarray(bmap[ix]), axis=-1, count=self.corpus.num_points)
-            coords[rows] = c
-            present[rows] = bits.view(bool) if self._all_points else bits[..., self.keypoints].view(bool)
-        present &= valid[:, :, None]
-        coords[~present] = 0.0
-        return {"coords": torch.from_numpy(coords), "present": torch.from_numpy(present),
-                "frame_valid": torch.from_numpy(valid)}
+        if (shards == shards[0]).all():                      # the usual case with large shards
+            cmap, bmap = self.corpus._shard(int(shards[0]))
+            coords, present = cut_windows(_pairs(cmap), bmap, idx, valid, self.corpus.num_points, kp)
+        else:
+            coords = torch.empty((b, n_out, k, 2), dtype=torch.float32)
+            present = np.empty((b, n_out, k), bool)
+            for s in np.unique(shards):
+                rows = np.flatnonzero(shards == s)
+                cmap, bmap = self.corpus._shard(int(s))
+                coords[torch.from_numpy(rows)], present[rows] = cut_windows(
+                    _pairs(cmap), bmap, idx[rows], valid[rows], self.corpus.num_points, kp)
+        return {"coords": coords, "present": torch.from_numpy(present), "frame_valid": torch.from_numpy(valid)}
 
     def __getitems__(self, ks: list[int]) -> dict[str, torch.Tensor]:
         """The DataLoader's batched fetch: a whole batch in one call (see :func:`collate_windows`)."""
         return self.load_batch(*self.locate_many(ks))
+
+
+def _pairs(coords: np.ndarray) -> np.ndarray:
+    """(F, K, 2) float16 -> (F, K) int32 view: a point's (x, y) as one number, gathered and zeroed at once."""
+    return coords.view(np.int32)[..., 0]
+
+
+def cut_windows(pairs: np.ndarray, bits: np.ndarray, idx: np.ndarray, valid: np.ndarray, count: int,
+                keypoints: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """The gather shared by the worker path and the device-resident path on the CPU.
+
+    pairs (F, K0) int32 (see :func:`_pairs`), bits (F, ceil(count/8)) uint8, idx (B, L) frame rows,
+    valid (B, L) bool -> coords (B, L, K, 2) float32 tensor (0 where absent or padding), present (B, L, K) bool,
+    keeping ``keypoints`` of the K0 (all when None)."""
+    b = np.asarray(bits[idx])                                                  # (B, L, nb)
+    b *= valid[..., None]                                                      # padding frames: nothing present
+    present = np.unpackbits(b, axis=-1, count=count).view(bool)
+    if keypoints is None:
+        g = np.asarray(pairs[idx])                                             # (B, L, K)
+    else:
+        present = present[..., keypoints]
+        g = np.asarray(pairs[idx[..., None], keypoints])
+    g *= present
+    coords = torch.from_numpy(g.view(np.float16).reshape(*idx.shape, -1, 2)).float()  # torch converts fast
+    return coords, present
 
 
 def collate_windows(items) -> dict[str, torch.Tensor]:
@@ -211,9 +235,15 @@ class DeviceWindows:
     same positions.
     """
 
-    def __init__(self, dataset: WindowDataset, device: torch.device | str, *, chunk_frames: int = 1 << 20):
+    def __init__(self, dataset: WindowDataset, device: torch.device | str, *, chunk_frames: int = 1 << 20,
+                 kernel: str = "auto"):
         self.ds = dataset
         self.device = torch.device(device)
+        # On the CPU, NumPy's bit unpacking and in-place products beat torch's CPU kernels several times over;
+        # both kernels give the same tensors (tests run the torch one on the CPU too).
+        self.kernel = kernel if kernel != "auto" else ("numpy" if self.device.type == "cpu" else "torch")
+        if self.kernel not in ("numpy", "torch") or (self.kernel == "numpy" and self.device.type != "cpu"):
+            raise ValueError(f"kernel must be 'torch', or 'numpy' on the CPU; got {kernel!r} on {self.device}")
         corpus, kp = dataset.corpus, dataset.keypoints
         k = len(kp)
         part = dataset._part
@@ -246,6 +276,12 @@ class DeviceWindows:
         self.steps = torch.arange(dataset.out_len, device=self.device) * dataset.stride           # (L,)
         self.shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=self.device)               # MSB first
         self.nbytes = self.coords.numel() * 2 + self.bits.numel()
+        # A point's float16 (x, y) as one int32: gathered and zeroed (absent, padding) without broadcasting.
+        self.pairs = self.coords.view(torch.int32).view(total, k)
+        if self.kernel == "numpy":
+            self._pairs_np, self._bits_np = self.pairs.numpy(), self.bits.numpy()
+            self._offsets_np, self._lengths_np = offsets, lengths.astype(np.int64)
+            self._steps_np = np.arange(dataset.out_len, dtype=np.int64) * dataset.stride
 
     def _put(self, buf_c: list, buf_b: list, at: int) -> int:
         if not buf_c:
@@ -261,6 +297,13 @@ class DeviceWindows:
         rows = self.row_of[videos]
         if (rows < 0).any():
             raise ValueError("a window of a video outside this rank's part was asked for")
+        if self.kernel == "numpy":
+            frame = starts[:, None] + self._steps_np[None]                                         # (B, L)
+            n = self._lengths_np[rows][:, None]
+            valid = frame < n
+            idx = self._offsets_np[rows][:, None] + np.minimum(frame, n - 1)
+            coords, present = cut_windows(self._pairs_np, self._bits_np, idx, valid, len(self.ds.keypoints))
+            return {"coords": coords, "present": torch.from_numpy(present), "frame_valid": torch.from_numpy(valid)}
         dev = self.device
         rows_t = torch.from_numpy(rows).to(dev, non_blocking=True)
         starts_t = torch.from_numpy(starts).to(dev, non_blocking=True)
@@ -268,11 +311,13 @@ class DeviceWindows:
         n = self.lengths[rows_t][:, None]
         valid = frame < n
         idx = self.offsets[rows_t][:, None] + torch.minimum(frame, n - 1)
-        k = len(self.ds.keypoints)
-        bits = self.bits[idx]                                                                    # (B, L, nb)
-        present = ((bits[..., None] >> self.shifts) & 1).flatten(-2)[..., :k].bool() & valid[..., None]
-        coords = torch.where(present[..., None], self.coords[idx].float(), 0.0)                  # (B, L, K, 2)
-        return {"coords": coords, "present": present, "frame_valid": valid}
+        k, (b, n_out) = len(self.ds.keypoints), idx.shape
+        flat = idx.flatten()
+        bits = self.bits.index_select(0, flat) * valid.flatten()[:, None]                       # (B*L, nb)
+        present = ((bits[..., None] >> self.shifts) & 1).flatten(-2)[:, :k].bool()             # (B*L, K)
+        pairs = self.pairs.index_select(0, flat) * present                                      # (B*L, K) int32
+        coords = pairs.view(torch.float16).view(b, n_out, k, 2).float()                          # (B, L, K, 2)
+        return {"coords": coords, "present": present.view(b, n_out, k), "frame_valid": valid}
 
 
 def batch_stream(ds: WindowDataset, start: int, stop: int, batch_size: int, *, device: torch.device,

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msmae.data.windows import ON_DEVICE_CHOICES, WindowDataset, batch_stream
+from msmae.data.windows import ON_DEVICE_CHOICES, WindowDataset, batch_stream  # WindowDataset: re-exported here
 from msmae.tasks.common import ModelSection
 
-__all__ = ["PretrainConfig", "WindowDataset", "pretrain"]   # WindowDataset lives in msmae.data.windows
 
 log = logging.getLogger(__name__)
 
