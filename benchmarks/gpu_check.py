@@ -19,7 +19,7 @@ Checks, one JSON line each (``"ok"`` true/false, ``"check"`` its name):
 minute); there the comparisons are CPU against CPU. Everything is written under a temporary folder that is
 deleted at the end. Exit status 1 if any check fails.
 
-    python benchmarks/gpu_check.py [--device cuda] [--quick] [--steps 30] [--batch-size 256]
+    python benchmarks/gpu_check.py [--device auto|cuda|cpu] [--quick] [--steps 30] [--batch-size 256]
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ SMALL_MODEL = "{dim: 32, depth: 1, heads: 2, decoder_dim: 32, decoder_depth: 1, 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    ap.add_argument("--device", default="auto", help="cuda, cpu, or auto (default: cuda when there is one, else "
+                                                     "report that there is none and stop)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes everywhere (the test suite's CPU run)")
     ap.add_argument("--steps", type=int, default=30, help="timed pre-training steps per data path")
     ap.add_argument("--batch-size", type=int, default=256, help="pre-training batch (samples per step)")
@@ -392,6 +393,13 @@ def main(argv=None) -> int:
     import torch
 
     logging.basicConfig(level=logging.WARNING)
+    if args.device == "auto":
+        if not torch.cuda.is_available():
+            emit({"check": "machine", "ok": True, "skipped": "no CUDA device here: nothing checked "
+                                                             "(python benchmarks/gpu_check.py --device cpu --quick "
+                                                             "runs the same code on the CPU)"})
+            return 0
+        args.device = "cuda"
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda, but CUDA is not available (use --device cpu for the CPU run)", file=sys.stderr)

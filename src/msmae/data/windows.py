@@ -79,6 +79,10 @@ class WindowDataset(torch.utils.data.Dataset):
         videos = np.empty(len(ks), np.int64)
         starts = np.empty(len(ks), np.int64)
         epochs, pos = np.divmod(ks, self.per_rank)
+        if len(ks) and epochs[0] == epochs[-1] and (epochs == epochs[0]).all():   # the usual case: one epoch
+            perm, st = self._epoch(int(epochs[0]))
+            j = perm[pos % len(self.part)]
+            return self._part[j], st[j]
         for ep in np.unique(epochs):
             sel = epochs == ep
             perm, st = self._epoch(int(ep))
