@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import shared_path
 
+from msmae.metrics.rouge import coco_rouge_tokens, rouge_l_coco, rouge_l_coco_sentence
 from msmae.metrics.translation import (bleu, bleu_tokenizer, fix_zh_punctuation, lcs_length, read_lines,
-                                       rouge_l, rouge_l_sentence, rouge_tokens, score_files,
-                                       translation_metrics)
+                                       rouge_l, rouge_l_sentence, score_files, translation_metrics)
 
 
 def sacrebleu_cli(ref, hyp, tok):
@@ -39,33 +39,33 @@ def test_lcs_hand_examples():
     assert lcs_length("a b c".split(), "c b a".split()) == 1
 
 
-def test_rouge_l_sentence_hand_worked():
+def test_rouge_l_coco_sentence_hand_worked():
     # P = 5/5, R = 5/6, F = (1 + 1.44) P R / (R + 1.44 P) = (2.44 * 5/6) / (5/6 + 1.44) = 12.2 / 13.64
-    f = rouge_l_sentence("the cat sat on mat".split(), "the cat sat on the mat".split())
+    f = rouge_l_coco_sentence("the cat sat on mat".split(), "the cat sat on the mat".split())
     assert f == pytest.approx(12.2 / 13.64, abs=1e-12)
     # hypothesis longer than the reference: LCS 2, P = 1/2, R = 1 -> 2.44 * 0.5 / (1 + 0.72) = 1.22 / 1.72
-    assert rouge_l_sentence("a b c d".split(), "a c".split()) == pytest.approx(1.22 / 1.72, abs=1e-12)
+    assert rouge_l_coco_sentence("a b c d".split(), "a c".split()) == pytest.approx(1.22 / 1.72, abs=1e-12)
     # beta weighs recall: swapping hyp and ref changes the score
-    assert rouge_l_sentence("a c".split(), "a b c d".split()) == pytest.approx(1.22 / (0.5 + 1.44), abs=1e-12)
-    assert rouge_l_sentence(["x"], ["y"]) == 0.0
-    assert rouge_l_sentence([], ["y"]) == 0.0
-    assert rouge_l_sentence(["x", "y"], ["x", "y"]) == pytest.approx(1.0)
+    assert rouge_l_coco_sentence("a c".split(), "a b c d".split()) == pytest.approx(1.22 / (0.5 + 1.44), abs=1e-12)
+    assert rouge_l_coco_sentence(["x"], ["y"]) == 0.0
+    assert rouge_l_coco_sentence([], ["y"]) == 0.0
+    assert rouge_l_coco_sentence(["x", "y"], ["x", "y"]) == pytest.approx(1.0)
 
 
-def test_rouge_l_corpus_mean_and_chinese_characters():
+def test_rouge_l_coco_corpus_mean_and_chinese_characters():
     hyps = ["the cat sat on mat", "hello"]
     refs = ["the cat sat on the mat", "goodbye"]
-    assert rouge_l(hyps, refs) == pytest.approx(100 * (12.2 / 13.64 + 0.0) / 2)
+    assert rouge_l_coco(hyps, refs) == pytest.approx(100 * (12.2 / 13.64 + 0.0) / 2)
     # Chinese: by character, whitespace dropped; 今天天气好 vs 今天天气很好 is the same 5-of-6 case
-    assert rouge_tokens("今天 天气好", lang="zh") == list("今天天气好")
-    assert rouge_l(["今天 天气好"], ["今天天气很好"], lang="zh_CN") == pytest.approx(100 * 12.2 / 13.64)
+    assert coco_rouge_tokens("今天 天气好", lang="zh") == list("今天天气好")
+    assert rouge_l_coco(["今天 天气好"], ["今天天气很好"], lang="zh_CN") == pytest.approx(100 * 12.2 / 13.64)
     # the same strings scored as words are two/one tokens with nothing in common
-    assert rouge_l(["今天 天气好"], ["今天天气很好"], lang="en") == 0.0
+    assert rouge_l_coco(["今天 天气好"], ["今天天气很好"], lang="en") == 0.0
     # Words are COCO's split(" "): a doubled space is an empty token. "the  cat" vs "the cat": LCS 2 of
     # 3 hypothesis / 2 reference tokens, F = 2.44 * (2/3) * 1 / (1 + 1.44 * 2/3).
-    assert rouge_tokens("the  cat") == ["the", "", "cat"]
-    assert rouge_l(["the  cat"], ["the cat"]) == pytest.approx(100 * 2.44 * (2 / 3) / (1 + 1.44 * 2 / 3))
-    assert rouge_l([""], [""]) == 100.0 and rouge_l([""], ["a"]) == 0.0
+    assert coco_rouge_tokens("the  cat") == ["the", "", "cat"]
+    assert rouge_l_coco(["the  cat"], ["the cat"]) == pytest.approx(100 * 2.44 * (2 / 3) / (1 + 1.44 * 2 / 3))
+    assert rouge_l_coco([""], [""]) == 100.0 and rouge_l_coco([""], ["a"]) == 0.0
 
 
 def test_bleu_hand_worked_unigram():

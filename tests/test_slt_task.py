@@ -219,6 +219,35 @@ def test_frozen_encoder_keeps_init_weights_and_setup_errors(corpus, tmp_path, ca
     assert "hub name" in capsys.readouterr().err
 
 
+def test_frame_stride_follows_the_encoders_pretraining_unless_set(corpus, tmp_path, capsys, caplog):
+    """data.frame_stride unset: the stride the init encoder was pre-trained with (2 for --init none); set to
+    another value: used, with one warning. The run records the stride it used."""
+    import logging
+
+    from msmae.models import MultiStreamEncoder, model_config
+    from msmae.train.checkpoint import read_checkpoint_config, save_checkpoint
+
+    root, mbart = corpus
+    enc = MultiStreamEncoder(config=model_config("tiny", streams="body,hands", dim=32, depth=1, heads=2))
+    init = save_checkpoint(tmp_path / "pre", state_dict={f"encoder.{k}": v for k, v in enc.state_dict().items()},
+                           config={"task": "pretrain", "model": enc.config.to_dict(),
+                                   "task_config": {"data": {"window": 48, "frame_stride": 3}}})
+    strides = {}
+    for name, extra in (("auto", []), ("set", ["--set", "data.frame_stride=1"]), ("none", None)):
+        args = finetune_args(root, mbart, tmp_path / name, "--set", "train.epochs=1", *(extra or []))
+        if extra is not None:
+            args[args.index("--init") + 1] = str(init)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert main(args) == 0
+        capsys.readouterr()
+        strides[name] = read_checkpoint_config(tmp_path / name)["frame_stride"]
+        warned = [r for r in caplog.records if "differs from the frame stride" in r.getMessage()]
+        assert len(warned) == (1 if name == "set" else 0), name
+        assert f"frame_stride: {strides[name]}" in (tmp_path / name / "config.yaml").read_text()
+    assert strides == {"auto": 3, "set": 1, "none": 2}
+
+
 # ----------------------------------------------------------------------------- real data: the whole path learns
 @pytest.mark.slow
 @pytest.mark.parametrize("text, lang, n_train", [("german", "de_DE", 16), ("english", "en_XX", 15)])

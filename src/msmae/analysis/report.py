@@ -41,13 +41,16 @@ class Analysis:
 
 
 def run_defaults(checkpoint_config: dict) -> tuple[int, int]:
-    """(frame_stride, chunk_frames) of a run: its pre-training stride and window (in model frames), else
-    (1, 300)."""
+    """(frame_stride, chunk_frames) of a run: the frame stride its encoder was pre-trained with (any task;
+    1 where the checkpoint does not record it) and, for a pre-training run, its window in model frames
+    (else 300)."""
+    from msmae.train.timescale import checkpoint_frame_stride
+
+    stride = max(1, checkpoint_frame_stride(checkpoint_config) or 1)
     data = (checkpoint_config.get("task_config") or {}).get("data") or {}
-    if checkpoint_config.get("task") == "pretrain" and "frame_stride" in data and "window" in data:
-        stride = max(1, int(data["frame_stride"]))
+    if checkpoint_config.get("task") == "pretrain" and "window" in data:
         return stride, max(1, int(data["window"]) // stride)
-    return 1, 300
+    return stride, 300
 
 
 def segment(attention: AttentionResult, segmenter: SegmenterConfig | None = None,

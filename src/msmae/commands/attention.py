@@ -15,7 +15,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--layer", type=int, default=-1, help="encoder layer, 0-based, negative from the end (default -1)")
     p.add_argument("--frame-stride", type=int, default=None,
-                   help="give the model every n-th frame (default: the run's pre-training stride, else 1)")
+                   help="give the model every n-th frame (default: the stride the run's encoder was pre-trained with, "
+                   "else 1; a different one is used with a warning)")
     p.add_argument("--chunk-frames", type=int, default=None,
                    help="model frames per chunk, after the stride (default: the pre-training window, else 300)")
     p.add_argument("--overlap", type=float, default=0.5, help="fraction of a chunk shared with the next (0.5)")
@@ -82,6 +83,7 @@ def run(args) -> int:
     from msmae.cli import CommandError
     from msmae.poses.normalize import normalize
     from msmae.train.checkpoint import CheckpointError, load_encoder, read_checkpoint_config
+    from msmae.train.timescale import checkpoint_frame_stride, resolve_frame_stride
 
     log = logging.getLogger("msmae.attention")
     src = Path(args.input)
@@ -96,7 +98,11 @@ def run(args) -> int:
     except CheckpointError as e:
         raise CommandError(str(e)) from None
     stride, chunk = run_defaults(meta)
-    stride = args.frame_stride or stride
+    try:  # the encoder's own stride unless --frame-stride says otherwise (then one warning if they differ)
+        stride = resolve_frame_stride(args.frame_stride, checkpoint_frame_stride(meta), setting="--frame-stride",
+                                      default=stride)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
     chunk = args.chunk_frames or chunk
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
     if streams is not None:

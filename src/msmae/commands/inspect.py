@@ -5,6 +5,10 @@ DESIGN.md: ``path``, ``frames``, ``fps``, ``duration_s``, ``layout``, ``present`
 fraction of that stream's keypoints present over all frames); plus ``width``, ``height``,
 ``fps_assumed`` and ``absent_points``. Without it, a table. An unreadable file gets a one-line
 error on stderr, the other files are still reported, and the exit status is 1.
+
+A run or checkpoint directory among the inputs gets its time scale instead: the frame stride its
+encoder was pre-trained with, video frames per token and seconds per token (at ``--fps``, and at
+the common frame rates); see :func:`msmae.train.timescale.checkpoint_time_scale` for the keys.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ def register(subparsers) -> None:
         "inspect", help="frames, fps, layout and per-stream presence of pose files",
         description="Read pose files (.pose, GISLR .parquet, MediaPipe .npy, msmae .npz; folders and "
         ".txt/.lst lists expand) and report frames, fps, duration, the layout found and the fraction "
-        "of present keypoints per canonical stream.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="pose files, folders or list files")
+        "of present keypoints per canonical stream. For a run or checkpoint directory: the frame stride its "
+        "encoder was pre-trained with and how many video frames and seconds one token spans.")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="pose files, folders or list files; or run/checkpoint directories")
     p.add_argument("--json", action="store_true", help="one JSON object per file and line (JSON Lines)")
     p.add_argument("--fps", type=float,
                    help="frames per second; GISLR .parquet and .npy do not store it (default 30 there); "
@@ -47,6 +53,22 @@ def summarize(seq, path: str) -> dict:
         "fps_assumed": bool(seq.meta.get("fps_assumed", False)),
         "absent_points": seq.meta.get("absent_points", {}),
     }
+
+
+def _is_run(item: str) -> bool:
+    from pathlib import Path
+
+    p = Path(item)
+    return p.is_dir() and ((p / "model.safetensors").is_file() or (p / "model" / "model.safetensors").is_file()
+                           or (p / "checkpoints").is_dir())
+
+
+def _run_line(r: dict) -> str:
+    at = [f"{r['token_s']:.3f} s at {r['fps']:g} fps"] if r["fps"] else \
+        [f"{s:.3f} s at {f} fps" for f, s in r["token_s_by_fps"].items()]
+    stride = f"frame stride {r['frame_stride']}" + ("" if r["frame_stride_recorded"] else " (not recorded; assumed)")
+    return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
+            f"{r['token_frames']} video frames = {', '.join(at)}")
 
 
 def _table(rows: list[dict]) -> str:
@@ -77,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"msmae inspect: error: {msg}", file=sys.stderr)
 
     for item in args.files:
+        if _is_run(item):
+            from msmae.train.checkpoint import CheckpointError
+            from msmae.train.timescale import checkpoint_time_scale
+
+            try:
+                info = checkpoint_time_scale(item, fps=args.fps)
+            except CheckpointError as e:
+                fail(str(e))
+                continue
+            print(json.dumps(info) if args.json else _run_line(info), flush=True)
+            continue
         try:
             paths = find_pose_files([item])
         except (PoseDataError, OSError) as e:

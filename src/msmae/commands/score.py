@@ -11,9 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "score", help="BLEU-1/BLEU-4/ROUGE-L of a hypothesis file against references",
         description="Score line-parallel text files (one sentence per line, UTF-8) exactly as the "
         "paper does: sacrebleu corpus BLEU-1 and BLEU-4 (tokenizer zh for Chinese, 13a otherwise; "
-        "BLEU-4 equals `sacrebleu REF -i HYP -m bleu -tok 13a|zh`) and COCO ROUGE-L F (beta 1.2, "
-        "mean over sentences; Chinese by character). For Chinese the scores after the full-/half-"
-        "width punctuation fix are reported too (*_punct_fixed). Prints one JSON object.")
+        "BLEU-4 equals `sacrebleu REF -i HYP -m bleu -tok 13a|zh`) and ROUGE-L as the paper's source "
+        "(TwoStreamSLT) computes it (sentence LCS F with beta = P/R, mean over sentences; words by "
+        "whitespace, Chinese by character), with COCO's beta-1.2 ROUGE-L beside it as rouge_l_coco. For "
+        "Chinese the scores after the full-/half-width punctuation fix are reported too (*_punct_fixed). "
+        "Prints one JSON object.")
     p.add_argument("--hyp", required=True, help="hypotheses, one sentence per line")
     p.add_argument("--ref", required=True, help="references, line-parallel to --hyp")
     p.add_argument("--lang", default="en",

@@ -4,10 +4,11 @@
   included, default ``exp`` smoothing, case-sensitive), tokenizer ``zh`` for Chinese and ``13a``
   otherwise. The BLEU-4 figure equals ``sacrebleu REF -i HYP -m bleu -tok 13a|zh`` on the same
   files; BLEU-1 is the same computation with n-grams up to 1 (= BP x unigram precision).
-- ROUGE-L F1 as in the COCO caption evaluation code: per sentence, the longest common subsequence
-  (LCS) of tokens gives P = LCS/len(hyp) and R = LCS/len(ref), F = (1 + b^2) P R / (R + b^2 P) with
-  b = 1.2 (0 when P or R is 0); the corpus figure is the mean over sentences, x100. Tokens are
-  whitespace-separated words, or single characters (whitespace dropped) for Chinese.
+- ROUGE-L as the paper's named source (TwoStreamSLT) computes it, ``rouge_l``: per sentence the
+  longest common subsequence (LCS) of ``str.split()`` words (characters for Chinese) gives
+  R = LCS/len(ref), P = LCS/len(hyp), beta = P/R and F = (1 + beta^2) R P / (R + beta^2 P); the
+  mean over sentences x100. COCO's ROUGE-L (fixed beta 1.2) is reported beside it as
+  ``rouge_l_coco``. Both, and their edge cases, are in :mod:`msmae.metrics.rouge`.
 - The Chinese punctuation fix: mBART-50's sentencepiece model normalises text with NFKC, which
   turns the full-width marks of Chinese references (，？！：；（）) into ASCII ones in decoded
   hypotheses. :func:`fix_zh_punctuation` maps those ASCII marks back to their full-width forms;
@@ -21,15 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+# the ROUGE names are re-exported here, where earlier releases defined them
+from msmae.metrics.rouge import (check_pairs, coco_rouge_tokens, is_chinese, lcs_length, rouge_l,  # noqa: F401
+                                 rouge_l_coco, rouge_l_coco_sentence, rouge_l_sentence, rouge_tokens)
+
 # ASCII marks that NFKC produces from Chinese full-width punctuation, and their full-width forms.
 _ZH_PUNCT = str.maketrans({",": "，", "?": "？", "!": "！", ":": "：", ";": "；", "(": "（", ")": "）"})
-ROUGE_BETA = 1.2  # COCO caption evaluation's recall weight
-
-
-def is_chinese(lang: str) -> bool:
-    """True for ``zh``, ``zh_CN``, ``zh-tw``, ``chinese``...: the languages scored by character."""
-    code = lang.strip().lower().replace("-", "_").split("_")[0]
-    return code in ("zh", "chinese", "cmn")
 
 
 def bleu_tokenizer(lang: str) -> str:
@@ -42,14 +40,6 @@ def fix_zh_punctuation(text: str) -> str:
     return text.translate(_ZH_PUNCT)
 
 
-def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references: "
-                         "they must be line-parallel, one sentence per line")
-    if not hypotheses:
-        raise ValueError("no sentences to score")
-
-
 def bleu(hypotheses: Sequence[str], references: Sequence[str], *, lang: str = "en") -> dict[str, float]:
     """Corpus BLEU-1 and BLEU-4 (0-100) with the paper's sacrebleu settings.
 
@@ -58,7 +48,7 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], *, lang: str = "e
     """
     from sacrebleu.metrics import BLEU
 
-    _check_pairs(hypotheses, references)
+    check_pairs(hypotheses, references)
     tok = bleu_tokenizer(lang)
     hyps, refs = list(hypotheses), [list(references)]
     b1 = BLEU(tokenize=tok, max_ngram_order=1).corpus_score(hyps, refs)
@@ -67,59 +57,15 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], *, lang: str = "e
             "bleu_hyp_len": int(b4.sys_len), "bleu_ref_len": int(b4.ref_len)}
 
 
-def lcs_length(a: Sequence, b: Sequence) -> int:
-    """Length of the longest common subsequence of two token sequences (O(len(a) len(b)))."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
-def rouge_tokens(text: str, *, lang: str = "en") -> list[str]:
-    """ROUGE tokens: characters without whitespace for Chinese; otherwise COCO's ``text.split(" ")``, which
-    keeps an empty token for every doubled, leading or trailing space (as the published scores do)."""
-    if is_chinese(lang):
-        return [c for c in text if not c.isspace()]
-    return text.split(" ")
-
-
-def rouge_l_sentence(hyp_tokens: Sequence[str], ref_tokens: Sequence[str], *, beta: float = ROUGE_BETA) -> float:
-    """ROUGE-L F score (0-1) of one hypothesis against one reference (COCO's formula).
-
-    Two empty sentences count as a perfect match (as COCO's split on ``" "`` gives ``['']`` for both).
-    """
-    if not hyp_tokens and not ref_tokens:
-        return 1.0
-    if not hyp_tokens or not ref_tokens:
-        return 0.0
-    lcs = lcs_length(hyp_tokens, ref_tokens)
-    p, r = lcs / len(hyp_tokens), lcs / len(ref_tokens)
-    if p == 0 or r == 0:
-        return 0.0
-    return (1 + beta**2) * p * r / (r + beta**2 * p)
-
-
-def rouge_l(hypotheses: Sequence[str], references: Sequence[str], *, lang: str = "en",
-            beta: float = ROUGE_BETA) -> float:
-    """Mean sentence ROUGE-L F (0-100) over line-parallel hypotheses and references."""
-    _check_pairs(hypotheses, references)
-    total = sum(rouge_l_sentence(rouge_tokens(h, lang=lang), rouge_tokens(r, lang=lang), beta=beta)
-                for h, r in zip(hypotheses, references))
-    return 100.0 * total / len(hypotheses)
-
-
 def translation_metrics(hypotheses: Sequence[str], references: Sequence[str], *,
                         lang: str = "en") -> dict[str, float]:
-    """All paper metrics for one corpus: ``bleu1``, ``bleu4``, ``rouge_l`` (0-100) on the text as
-    given, and for Chinese also ``bleu1_punct_fixed``, ``bleu4_punct_fixed``, ``rouge_l_punct_fixed``.
+    """All paper metrics for one corpus: ``bleu1``, ``bleu4``, ``rouge_l`` (the paper's ROUGE-L) and
+    ``rouge_l_coco`` (0-100) on the text as given, and for Chinese also ``bleu1_punct_fixed``,
+    ``bleu4_punct_fixed``, ``rouge_l_punct_fixed``, ``rouge_l_coco_punct_fixed``.
     Extra keys: ``num_sentences``, ``lang``, ``bleu_tokenizer`` and the BLEU-4 details."""
     out: dict = dict(bleu(hypotheses, references, lang=lang))
     out["rouge_l"] = rouge_l(hypotheses, references, lang=lang)
+    out["rouge_l_coco"] = rouge_l_coco(hypotheses, references, lang=lang)
     if is_chinese(lang):
         hyps = [fix_zh_punctuation(h) for h in hypotheses]
         refs = [fix_zh_punctuation(r) for r in references]
@@ -127,6 +73,7 @@ def translation_metrics(hypotheses: Sequence[str], references: Sequence[str], *,
         out["bleu1_punct_fixed"] = fixed["bleu1"]
         out["bleu4_punct_fixed"] = fixed["bleu4"]
         out["rouge_l_punct_fixed"] = rouge_l(hyps, refs, lang=lang)
+        out["rouge_l_coco_punct_fixed"] = rouge_l_coco(hyps, refs, lang=lang)
     out.update(num_sentences=len(hypotheses), lang=lang, bleu_tokenizer=bleu_tokenizer(lang))
     return out
 

@@ -52,7 +52,7 @@ class DataSection:
     language: str = ""                  # mBART-50 target code; "" = the dataset's (de_DE, zh_CN, en_XX)
     dgs_text: str = "english"           # dgs sample only: english | german
     val_split: str = "dev"              # split that chooses the best epoch (dev; "train" to check memorisation)
-    frame_stride: int = 2               # keep every n-th frame (pre-training's temporal scale; paper: unstated)
+    frame_stride: int | None = None     # keep every n-th frame; unset = the stride the encoder was pre-trained with
     max_frames: int = 1024              # longer clips are resampled to this many frames (after the stride)
     normalize: str = "shoulders"        # per-clip normalisation (msmae.poses.normalize): shoulders | spread | none
     max_target_tokens: int = 128        # target sentences are cut to this many mBART tokens (cuts are counted)
@@ -617,7 +617,9 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
     from msmae.models.translator import load_mbart
     from msmae.train import checkpoint as ck
     from msmae.train.distributed import cleanup_distributed, init_distributed, resolve_precision
+    from msmae.train.timescale import downstream_frame_stride
 
+    cfg.data.frame_stride = downstream_frame_stride(cfg.data.frame_stride, cfg.init)  # 2 (the paper's) for init none
     check_config(cfg)
     lang = target_language(cfg)
     out = Path(out)
