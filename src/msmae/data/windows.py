@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import numpy as np
 import torch
@@ -116,6 +117,8 @@ class WindowDataset(torch.utils.data.Dataset):
         stacking :meth:`load` of each window)."""
         videos, starts = np.asarray(videos, np.int64), np.asarray(starts, np.int64)
         b, n_out, k = len(videos), self.out_len, len(self.keypoints)
+        if b == 0:
+            raise ValueError("load_batch needs at least one window")
         frame = starts[:, None] + np.arange(n_out, dtype=np.int64)[None] * self.stride       # (B, L)
         lengths = self._len[videos][:, None]
         valid = frame < lengths
@@ -209,8 +212,6 @@ def free_memory(device: torch.device) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -239,7 +240,7 @@ class DeviceWindows:
     same positions.
     """
 
-    def __init__(self, dataset: WindowDataset, device: torch.device | str, *, chunk_frames: int = 1 << 20,
+    def __init__(self, dataset: WindowDataset, device: torch.device | str, *, chunk_frames: int = 1 << 18,
                  kernel: str = "auto"):
         self.ds = dataset
         self.device = torch.device(device)
