@@ -233,8 +233,33 @@ def child_load(args) -> dict:
         dt = time.perf_counter() - t0
         if args.path == "device":
             info["host_index_s_per_batch"] = round(t_locate[0] / (n / bs), 6)
+            info["alternating"] = alternating(ds, dev, bs)
         del it
     return {"samples_per_s": round(n / dt, 1), "samples": n, **info, **rss.to_dict()}
+
+
+def alternating(ds, dev, bs: int, rounds: int = 4, batches: int = 3) -> dict:
+    """The three ways to cut a batch, in one process, taking turns on the same positions (a shared machine's
+    load drifts between separate runs; here it hits all three alike): samples/s and ratios."""
+    old = _per_window_class()
+    per_window = old.__new__(old)
+    per_window.__dict__.update(ds.__dict__)
+    cut = {"per_window": lambda ks: [per_window[int(k)] for k in ks],
+           "batched": lambda ks: ds.__getitems__(list(ks)),
+           "device": lambda ks: dev.batch(ks)}
+    spent = dict.fromkeys(cut, 0.0)
+    base = 10_000_000
+    for r in range(rounds):
+        for name, f in cut.items():
+            t0 = time.perf_counter()
+            for j in range(batches):
+                f(np.arange(base + (r * batches + j) * bs, base + (r * batches + j + 1) * bs))
+            spent[name] += time.perf_counter() - t0
+    n = rounds * batches * bs
+    sps = {k: round(n / v, 1) for k, v in spent.items()}
+    return {**{f"{k}_samples_per_s": v for k, v in sps.items()},
+            "batched_over_per_window": round(sps["batched"] / sps["per_window"], 2),
+            "device_over_batched": round(sps["device"] / sps["batched"], 2)}
 
 
 def _per_window_class():
