@@ -23,7 +23,6 @@ import torch
 from msmae.data.windows import ON_DEVICE_CHOICES, WindowDataset, batch_stream  # WindowDataset: re-exported here
 from msmae.tasks.common import ModelSection
 
-
 log = logging.getLogger(__name__)
 
 
