@@ -164,7 +164,7 @@ def run_pretraining(args, work: Path, mode: str) -> tuple[Path, dict]:
         s = pack_corpus(pretrain_sources(args), corpus, workers=1, progress=False)
         if s.failed:
             log.warning("corpus: %d files could not be read: %s", len(s.failed), s.failed[:3])
-    cfg = load_config(PretrainConfig, REPO / "configs" / "pretrain" / "tiny.yaml", [
+    cfg = load_config(PretrainConfig, "pretrain/tiny", [
         f"model.size={args.size}", "model.streams=body,hands", "data.window=64", "data.frame_stride=2",
         "data.num_workers=0", "data.eval_windows=64", f"train.steps={args.pretrain_steps}",
         f"train.warmup_steps={max(1, args.pretrain_steps // 10)}", f"train.batch_size={args.pretrain_batch}",

@@ -159,8 +159,8 @@ def test_attention_command_on_a_real_pose_file(tiny_run, tmp_path, capsys):
 def test_attention_command_options_and_errors(tiny_run, tmp_path, capsys):
     src = shared_path("dgs-corpus-sentences", "test_3_original.pose")
     out = tmp_path / "att"
-    assert main(["attention", str(src), "--model", str(tiny_run), "--out", str(out), "--segments", "4",
-                 "--frame-stride", "1", "--layer", "0", "--streams", "hands", "--json"]) == 0
+    assert main(["attention", str(src), "--model", str(tiny_run / "model"), "--out", str(out), "--segments", "4",
+                 "--frame-stride", "1", "--layer", "0", "--streams", "hands", "--json"]) == 0  # RUN/model alone
     info = json.loads(capsys.readouterr().out)
     assert len(info["segments"]) == 4 and info["layer"] == 0 and info["token_frames"] == 4
     assert info["streams_averaged"] == ["left_hand", "right_hand"] and info["num_tokens"] == 36

@@ -41,6 +41,8 @@ def test_synthetic_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert len(truth["signs"]) == 5 and truth["true_boundaries_frames"] == sorted(truth["true_boundaries_frames"])
     table = demo.format_synthetic(s)
     assert "SYNTHETIC" in table and "from scratch" in table and str(out) in table
+    assert f"page: {out / 'attention' / 'view.html'}" in table  # msmae view's page of the held-out sentence
+    assert '"islr":[{"run":"islr_finetune"' in (out / "attention" / "view.html").read_text()
     # A re-run reuses every finished stage (nothing is trained again).
     mtime = (out / "pretrain" / "model" / "model.safetensors").stat().st_mtime
     s2 = demo.synthetic_demo(out, pretrain_steps=40, islr_epochs=3, sentences=24, num_classes=5, per_class=6,
@@ -92,4 +94,5 @@ def test_videos_demo_on_real_how2sign_clips(tmp_path, capsys):
         assert seg["frames"] == v["frames"] > 0 and len(seg["segments"]) == v["segments"] >= 1
         assert (d / "attention.png").is_file() and (d / "segments.eaf").is_file()
         assert seg["input"].endswith(".mp4")  # the ELAN file links the video, not only the pose file
+        assert (d / "view.mp4").is_file() and f"page: {d / 'view.html'}" in printed  # a page per clip, printed
     assert "broken.mp4" in printed and str(out) in printed

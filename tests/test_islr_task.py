@@ -19,7 +19,7 @@ from msmae.layout import get_layout
 from msmae.models import model_config, MultiStreamEncoder
 from msmae.models.classifier import ISLRClassifier
 from msmae.poses import PoseSequence, write_npz
-from msmae.tasks.islr import classification_metrics, confusion_matrix, most_confused
+from msmae.tasks.islr import classification_metrics, confusion_matrix, model_from_run, most_confused
 from msmae.train import checkpoint as ck
 
 BH = get_layout("body,hands")
@@ -235,7 +235,7 @@ def test_islr_configs_hold_the_papers_settings(name, dataset, affine, select):
     from msmae.config import load_config
     from msmae.tasks.islr import IslrConfig
 
-    cfg = load_config(IslrConfig, Path(__file__).resolve().parents[1] / "configs" / "islr" / f"{name}.yaml")
+    cfg = load_config(IslrConfig, name)  # a shipped config, by name
     t = cfg.train
     assert cfg.data.dataset == dataset and cfg.data.num_frames == 32
     assert (t.batch_size, t.weight_decay, t.lr, t.warmup_epochs, t.epochs, t.min_lr_ratio) == (
@@ -301,6 +301,11 @@ def test_probe_trains_only_the_head_of_a_pretrained_encoder(tmp_path, capsys):
     assert meta["mode"] == "probe" and meta["pooling"] == "mean" and meta["task_config"]["train"]["lr"] == 1e-3
     pre_enc, probe_enc = ck.load_encoder(pre).state_dict(), ck.load_encoder(out).state_dict()
     assert all(torch.equal(pre_enc[k], probe_enc[k]) for k in pre_enc)  # frozen: bit-identical weights
+    # RUN/model alone is the model: the loaders take the folder, and its card says what it is
+    assert all(torch.equal(probe_enc[k], v) for k, v in ck.load_encoder(out / "model").state_dict().items())
+    assert model_from_run(out / "model")[1]["classes"] == meta["classes"]
+    card = (out / "model" / "README.md").read_text()
+    assert "isolated sign language recognition (ISLR), linear probe" in card and "| top1 |" in card
     sd = ck.load_state_dict(out)
     assert "head.weight" in sd and "cls_token" not in sd
     assert meta["probe_norm"] and "norm.running_var" in sd and not torch.equal(sd["norm.running_var"],

@@ -18,7 +18,6 @@ from msmae.poses import PoseSequence
 from msmae.tasks.pretrain import PretrainConfig, WindowDataset, pretrain
 from msmae.train import checkpoint as ck
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["model.size=tiny", "model.extra={dim: 32, depth: 1, heads: 2, decoder_dim: 32, decoder_depth: 1, "
          "decoder_heads: 2}", "data.window=64", "data.frame_stride=2", "data.num_workers=0",
          "data.eval_windows=8", "train.batch_size=4", "train.warmup_steps=2", "train.log_every=1",
@@ -105,7 +104,8 @@ def test_pretrain_writes_run_and_resume_is_exact(tmp_path):
     log_full = (tmp_path / "full" / "log.csv").read_text().splitlines()
     log_res = (run / "log.csv").read_text().splitlines()
     assert [ln.split(",")[:2] for ln in log_full] == [ln.split(",")[:2] for ln in log_res]
-    for f in ("config.yaml", "metrics.json", "loss.png", "model/model.safetensors", "model/config.json"):
+    for f in ("config.yaml", "metrics.json", "loss.png", "model/model.safetensors", "model/config.json",
+              "model/README.md"):
         assert (run / f).exists(), f
     m = json.loads((run / "metrics.json").read_text())
     for k in ("steps", "final_loss", "eval_loss", "mean_baseline_loss", "samples_per_s"):
@@ -205,7 +205,7 @@ def test_pretraining_on_real_poses_beats_the_mean(tmp_path):
                shared_path("videos", "reference-holistic")]
     s = pack_corpus(sources, tmp_path / "c", workers=2, progress=False)
     assert not s.failed
-    cfg = load_config(PretrainConfig, REPO / "configs" / "pretrain" / "tiny.yaml",
+    cfg = load_config(PretrainConfig, "pretrain/tiny",
                       ["train.steps=120", "train.batch_size=8", "data.window=96", "data.holdout_fraction=0.15",
                        "data.eval_windows=32", "train.checkpoint_every=0"])
     m = pretrain(cfg, tmp_path / "c", tmp_path / "r", progress=False)

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, shared_path
+from conftest import shared_path
 
 from msmae.cli import main
 from msmae.config import load_config
@@ -32,7 +32,7 @@ EXTRA = ["am tag scheint die sonne im süden", "in der nacht regnet es im norden
 @pytest.mark.parametrize("name,lang,lr,clip", [("p14t", "de_DE", 1e-4, 0.1), ("csl_daily", "zh_CN", 1e-4, 0.1),
                                                ("how2sign", "en_XX", 5e-5, 1.0)])
 def test_configs_follow_appendix_table_8(name, lang, lr, clip):
-    path = REPO / "configs" / "slt" / f"{name}.yaml"
+    path = f"slt/{name}"  # a shipped config, by name
     cfg = load_config(SltConfig, path)
     assert target_language(cfg) == lang and cfg.data.dataset == name
     assert (peak_lr(cfg), clip_norm(cfg)) == (lr, clip)
@@ -180,6 +180,14 @@ def test_finetune_evaluate_predict_score(corpus, tmp_path, capsys):
     pred = json.loads(capsys.readouterr().out)
     assert pred["translation"] == (run / "eval_test" / "hypotheses.txt").read_text(encoding="utf-8").splitlines()[0]
     assert pred["language"] == "de_DE"
+    (tmp_path / "bad.pose").write_bytes(b"junk")           # an error names the input once, not twice
+    assert main(["predict", str(tmp_path / "bad.pose"), "--model", str(run)]) == 1
+    assert capsys.readouterr().err.count(str(tmp_path / "bad.pose")) == 1
+    # RUN/model is a complete model on its own: a card beside the weights, and the loaders take the folder
+    card = (run / "model" / "README.md").read_text(encoding="utf-8")
+    assert "sign language translation" in card and "| bleu4 |" in card and "de_DE" in card and "train 8" in card
+    assert main(["predict", str(root / "poses" / "s11.npz"), "--model", str(run / "model"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["translation"] == pred["translation"]
     # a second finetune into the same run needs --resume; resuming with more epochs continues the history
     assert main(finetune_args(root, mbart, run)) == 1
     assert "--resume" in capsys.readouterr().err

@@ -13,6 +13,8 @@ import importlib
 import logging
 import sys
 
+from msmae import __version__
+
 # Order = order in ``msmae --help``.
 COMMANDS: dict[str, str] = {
     "inspect": "msmae.commands.inspect",
@@ -24,8 +26,10 @@ COMMANDS: dict[str, str] = {
     "evaluate": "msmae.commands.evaluate",
     "predict": "msmae.commands.predict",
     "attention": "msmae.commands.attention",
+    "view": "msmae.commands.view",
     "score": "msmae.commands.score",
     "demo": "msmae.commands.demo",
+    "configs": "msmae.commands.configs",
 }
 
 
@@ -40,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "video -> keypoints -> corpus -> pre-training -> ISLR / SLT -> attention analysis.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"msmae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:
@@ -52,7 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PROGRESS_FILE_INTERVAL_S = 30  # seconds between progress-bar updates when stderr is a file or a pipe
+
+
+def _progress_for_log_files() -> None:
+    """A progress bar redraws itself with carriage returns several times a second: on a terminal that is one
+    line, in a log file (``make demo > log 2>&1``) thousands. When stderr is not a terminal, bars update at most
+    every PROGRESS_FILE_INTERVAL_S seconds (tqdm takes its defaults from TQDM_* variables when it is first
+    imported; a user's own TQDM_MININTERVAL wins)."""
+    import os
+
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", str(PROGRESS_FILE_INTERVAL_S))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _progress_for_log_files()  # before the commands import tqdm, which reads TQDM_* once
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

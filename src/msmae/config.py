@@ -1,15 +1,21 @@
 """Configuration: nested dataclasses with the paper's values as defaults, YAML overrides and
 ``--set key=value`` dotted overrides.
 
-A task defines its config as a tree of dataclasses. ``load_config(Cls, "configs/x.yaml",
+A task defines its config as a tree of dataclasses. ``load_config(Cls, "wlasl",
 ["model.size=tiny", "train.steps=200"])`` starts from the defaults, applies the YAML file (a small
 override, not a full copy) and then each ``--set``. Unknown keys are errors, so a typo never
 silently does nothing. The resolved config is saved with every run (``save_yaml``).
+
+The paper's settings ship inside the package (``msmae/configs/{pretrain,islr,slt}/*.yaml``) and are
+named by their path there without ``.yaml``: ``pretrain/paper``, ``islr/wlasl``, ``slt/p14t``; a name
+that is unique across the folders may drop its folder (``wlasl``). A path to an existing YAML file
+always wins over a shipped name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -68,16 +74,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             f = float(value)
         except ValueError:
             raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):  # 1e309 is inf: no integer
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(f)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
+            f = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return f
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -160,12 +169,77 @@ def load_yaml(path: str | Path) -> dict:
     return data or {}
 
 
+# ----------------------------------------------------------------------------------- shipped configs
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_KINDS = ("pretrain", "islr", "slt")  # the folders of CONFIG_DIR, one per task
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Every config shipped with msmae: ``{"islr/wlasl": path, ...}``, sorted by name."""
+    out = {}
+    for kind in CONFIG_KINDS:
+        for f in sorted((CONFIG_DIR / kind).glob("*.yaml")):
+            out[f"{kind}/{f.stem}"] = f
+    return out
+
+
+def config_description(path: str | Path) -> str:
+    """The first line of a config file's leading comment (its one-line description)."""
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line:
+            break
+    return ""
+
+
+def _kind_of(cls: type | None) -> str | None:
+    """``msmae.tasks.islr.IslrConfig`` -> ``"islr"``: the folder of shipped configs for that task."""
+    kind = getattr(cls, "__module__", "").rsplit(".", 1)[-1]
+    return kind if kind in CONFIG_KINDS else None
+
+
+def find_config(name: str | Path, kind: str | None = None) -> Path:
+    """A config file from a path or a shipped name.
+
+    An existing file wins; otherwise ``name`` is looked up among :func:`shipped_configs`: ``islr/wlasl``,
+    ``wlasl`` (unique, or in ``kind``'s folder), also written ``wlasl.yaml`` or ``configs/islr/wlasl.yaml``
+    (the paths of a repository checkout)."""
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    key = str(name).replace("\\", "/").strip("/")
+    for suffix in (".yaml", ".yml"):
+        key = key[: -len(suffix)] if key.endswith(suffix) else key
+    key = key[2:] if key.startswith("./") else key
+    key = key[len("configs/"):] if key.startswith("configs/") else key  # the repository's old layout
+    shipped = shipped_configs()
+    if key in shipped:
+        return shipped[key]
+    if "/" not in key:
+        if kind and f"{kind}/{key}" in shipped:
+            return shipped[f"{kind}/{key}"]
+        hits = [n for n in shipped if n.split("/", 1)[1] == key]
+        if len(hits) == 1:
+            return shipped[hits[0]]
+        if hits:
+            raise ConfigError(f"config {name!r} is ambiguous: {', '.join(hits)}")
+    raise ConfigError(f"config file not found: {name} (not a file, nor a shipped config; `msmae configs` "
+                      f"lists those: {', '.join(shipped)})")
+
+
 def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Iterable[str] = (),
                 *, base: T | None = None) -> T:
-    """Defaults of ``cls`` (or ``base``) <- YAML file <- ``key=value`` overrides."""
+    """Defaults of ``cls`` (or ``base``) <- YAML file or shipped config name <- ``key=value`` overrides."""
     cfg = base if base is not None else cls()
     if yaml_path:
-        cfg = _apply(cfg, load_yaml(yaml_path))
+        path = find_config(yaml_path, _kind_of(cls))
+        kind = _kind_of(cls)
+        if kind and path.parent == CONFIG_DIR / path.parent.name and path.parent.name != kind:
+            raise ConfigError(f"{path.parent.name}/{path.stem} is a config for {path.parent.name}; this command "
+                              f"takes one for {kind} (`msmae configs` lists them)")
+        cfg = _apply(cfg, load_yaml(path))
     return apply_overrides(cfg, overrides)
 
 

@@ -1,13 +1,19 @@
-"""Small shared helpers: atomic writes, JSON, seeding."""
+"""Small shared helpers: atomic writes (with the user's umask), JSON, list files, and worker processes that
+exit with their parent."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+_UMASK_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -24,10 +30,32 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes it owner-only (0600): give it what a plain open() would
+            os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where Linux allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def make_dir_like_mkdir(path: str | os.PathLike) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) the permissions ``os.mkdir`` would have given it."""
+    os.chmod(path, 0o777 & ~current_umask())
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -76,3 +104,55 @@ def list_file_entries(path: Path) -> list[Path]:
             q = Path(line)
             out.append(q if q.is_absolute() else Path(path).parent / q)
     return out
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Worker-process initializer: end this process as soon as ``parent_pid`` is gone (``kill -9`` of
+    the parent included), instead of lingering on a queue that will never be fed.
+
+    Use as ``ProcessPoolExecutor(..., initializer=exit_with_parent, initargs=(os.getpid(),))``. A daemon
+    thread polls: the parent is gone when this worker was re-parented, or when ``parent_pid`` no longer
+    exists or is a zombie (with a fork server, the worker's own parent is not the pool's process).
+    """
+    first_ppid = os.getppid()
+    if first_ppid == parent_pid and sys.platform.startswith("linux"):
+        try:  # Linux's parent-death signal: immediate, where the pool's process is our own parent
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no prctl
+            pass
+
+    def gone() -> bool:
+        if os.getppid() != first_ppid:
+            return True
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return _is_zombie(parent_pid)
+
+    if gone():  # the parent died before this worker even started
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while not gone():
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="msmae-parent-watchdog", daemon=True).start()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")  # Linux, and the pid is gone
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")

@@ -23,12 +23,14 @@ def task_module(run_dir: str | Path):
 
 
 def refuse_existing_run(out: str | Path, resume: bool) -> None:
-    """A new (not ``--resume``) training run must not overwrite the checkpoints of an earlier one."""
+    """A new (not ``--resume``) training run must not overwrite any output of an earlier one."""
     from msmae.cli import CommandError
+    from msmae.train.checkpoint import RunExistsError, check_new_run
 
-    ckpts = Path(out) / "checkpoints"
-    if not resume and ckpts.is_dir() and any(ckpts.iterdir()):
-        raise CommandError(f"{out} already holds checkpoints: pass --resume to continue it, or choose a new --out")
+    try:
+        check_new_run(out, resume=resume)
+    except RunExistsError as e:
+        raise CommandError(str(e)) from None
 
 
 def absolute_data_paths(cfg) -> None:

@@ -9,7 +9,9 @@ def register(sub) -> None:
         description="The encoder's attention of one video or pose file as in the paper's appendix F (one layer, "
         "mean over heads, intra-stream blocks averaged over streams, symmetrised), sign boundaries found "
         "on it automatically, and the files: attention.png, attention.npy, segments.json, segments.eaf, "
-        "segments_strip.png. A video is run through MediaPipe Holistic first (the `extract` extra).")
+        "segments_strip.png, and view.html (the page of `msmae view`: video or skeleton, segments and heatmap; "
+        "the video goes beside it as view.<suffix>). A video is run through MediaPipe Holistic first (the "
+        "`extract` extra).")
     p.add_argument("input", metavar="INPUT", help="video, or pose file (.pose, .parquet, .npy, .npz)")
     p.add_argument("--model", required=True, metavar="RUN", help="run or checkpoint directory (any msmae task)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -79,6 +81,8 @@ def run(args) -> int:
     import torch
 
     from msmae.analysis.report import analyze, run_defaults, summary, write_report
+    from msmae.analysis.view import write_view
+    from msmae.extract.frames import VIDEO_SUFFIXES
     from msmae.analysis.segmentation import SegmenterConfig
     from msmae.cli import CommandError
     from msmae.poses.normalize import normalize
@@ -124,10 +128,10 @@ def run(args) -> int:
     if args.segments is not None and args.segments < 1:
         raise CommandError(f"--segments must be at least 1, got {args.segments}")
 
-    seq, media = _load_sequence(src, args)
-    if seq.num_frames == 0:
+    raw, media = _load_sequence(src, args)
+    if raw.num_frames == 0:
         raise CommandError(f"{src}: no frames")
-    seq = normalize(seq)
+    seq = normalize(raw)
     try:
         model_seq = seq.select(encoder.layout)
     except ValueError as e:
@@ -139,6 +143,9 @@ def run(args) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from None
     paths = write_report(args.out, result, seq, source=str(src), model=str(args.model), media=media)
+    video = src if media and src.suffix.lower() in VIDEO_SUFFIXES else raw.meta.get("frame_info_from")
+    paths["view"] = write_view(args.out, raw, video=video, analysis=result, source=str(src),
+                               models=[{"task": str(meta.get("task", "model")), "run": str(args.model)}])
     info = summary(result, source=str(src), model=str(args.model))
     if args.json:
         print(json.dumps(info, indent=2))

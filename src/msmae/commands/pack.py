@@ -44,4 +44,7 @@ def run(args) -> int:
               f"corpus now {s.total_videos} videos, {s.total_frames} frames")
         for f in s.failed:
             print(f"  failed: {f['path']}: {f['reason']}")
+        if s.no_detection:
+            print(f"  {len(s.no_detection)} file(s) without any detected keypoint, not packed: "
+                  f"{', '.join(s.no_detection[:5])}{', ...' if len(s.no_detection) > 5 else ''}")
     return 1 if s.failed else 0

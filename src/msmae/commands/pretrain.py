@@ -7,7 +7,9 @@ import json
 
 def add_config_arguments(p) -> None:
     """``--config YAML`` and repeated ``--set key=value`` (shared by the training commands)."""
-    p.add_argument("--config", metavar="YAML", help="a YAML file of overrides (e.g. configs/pretrain/paper.yaml)")
+    p.add_argument("--config", metavar="NAME|YAML",
+                   help="a shipped config by name (e.g. pretrain/paper, wlasl, slt/p14t; `msmae configs` lists "
+                   "them) or your own YAML file of overrides (a file that exists wins over a name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value by its dotted path, e.g. --set model.size=tiny "
                    "--set train.steps=200 (repeatable; applied after --config)")

@@ -35,7 +35,14 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     text = json.dumps(result, indent=1, ensure_ascii=False)
     if args.out:
+        from pathlib import Path
+
         from msmae.utils import atomic_write_text
-        atomic_write_text(args.out, text + "\n")
+        if Path(args.out).is_dir():
+            raise CommandError(f"--out {args.out} is a folder; name a file, e.g. {Path(args.out) / 'scores.json'}")
+        try:
+            atomic_write_text(args.out, text + "\n")
+        except OSError as e:
+            raise CommandError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
     print(text)
     return 0

@@ -22,10 +22,11 @@ from tqdm import tqdm
 from msmae.corpus.store import (FORMAT_VERSION, INDEX_COLUMNS, CorpusError, Entry, read_index, read_meta,
                                 shard_paths)
 from msmae.layout import CANONICAL
-from msmae.utils import atomic_path, atomic_write_json, atomic_write_text
+from msmae.utils import atomic_path, atomic_write_json, atomic_write_text, exit_with_parent
 
 log = logging.getLogger(__name__)
 
+NO_DETECTION = "no keypoint detected in any frame"
 DEFAULT_SHARD_FRAMES = 200_000  # ~128 MB of float16 coordinates per shard for the 160-point layout
 
 
@@ -34,11 +35,13 @@ class PackSummary:
     added: list[str] = field(default_factory=list)            # sources packed in this run
     unchanged: list[str] = field(default_factory=list)        # already in the corpus, skipped
     failed: list[dict] = field(default_factory=list)          # [{path, reason}]
+    no_detection: list[str] = field(default_factory=list)     # readable, but no keypoint in any frame: not packed
     total_videos: int = 0
     total_frames: int = 0
 
     def to_dict(self) -> dict:
         return {"added": len(self.added), "unchanged": len(self.unchanged), "failed": self.failed,
+                "no_detection": self.no_detection,
                 "total_videos": self.total_videos, "total_frames": self.total_frames}
 
 
@@ -46,6 +49,8 @@ def _prepare(seq, normalize: bool) -> tuple[dict | None, str | None]:
     """A sequence -> arrays ready for a shard (normalised, float16, packed bits), or an error message."""
     if seq.num_frames == 0:
         return None, "zero frames"
+    if not seq.present.any():
+        return None, NO_DETECTION
     if normalize:
         from msmae.poses.normalize import normalize as _normalize
 
@@ -56,7 +61,7 @@ def _prepare(seq, normalize: bool) -> tuple[dict | None, str | None]:
     if not np.isfinite(coords[seq.present]).all():
         return None, "coordinates overflow float16 after normalisation"
     return {"coords": coords, "present": np.packbits(seq.present, axis=1), "fps": float(seq.fps),
-            "width": seq.width, "height": seq.height}, None
+            "width": seq.width, "height": seq.height, "frame_stride": int(seq.meta.get("frame_stride", 1))}, None
 
 
 def _load_one(path: str, normalize: bool) -> tuple[str, dict | None, str | None]:
@@ -92,6 +97,28 @@ def _write_meta(root: Path, entries: list[Entry], normalize: bool) -> None:
     })
 
 
+def _report(summary: PackSummary, path: str, err: str) -> None:
+    log.warning("skipped %s: %s", path, err)
+    if err == NO_DETECTION:
+        summary.no_detection.append(path)
+    else:
+        summary.failed.append({"path": path, "reason": err})
+
+
+def refuse_foreign_folder(root: Path) -> None:
+    """A corpus is written only into a new or empty folder, or into an msmae corpus (``corpus.json``): never
+    over the files of a folder that is something else."""
+    if root.exists() and not root.is_dir():
+        raise CorpusError(f"{root} is a file, not a corpus folder")
+    if root.is_dir() and not (root / "corpus.json").exists():
+        # hidden temporary files of a pack killed before its first shard do not count
+        found = sorted(p.name for p in root.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if found:
+            raise CorpusError(f"{root} is not empty and is not an msmae corpus (no corpus.json; it holds "
+                              f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}); choose a new or empty "
+                              f"folder for --out")
+
+
 def _unique_id(stem: str, taken: set[str]) -> str:
     if stem not in taken:
         return stem
@@ -108,7 +135,7 @@ def _imap(paths: list[str], workers: int, normalize: bool) -> Iterator[tuple[str
         return
     # At most 2 x workers files in flight, yielded in input order: memory stays bounded by a few
     # sequences however large the corpus (Executor.map would submit every file at once).
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         pending: deque = deque()
         for p in paths:
             pending.append(pool.submit(_load_one, p, normalize))
@@ -124,6 +151,7 @@ class CorpusWriter:
 
     def __init__(self, root: str | Path, *, normalize: bool = True, shard_frames: int = DEFAULT_SHARD_FRAMES):
         self.root = Path(root)
+        refuse_foreign_folder(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.normalize, self.shard_frames = normalize, shard_frames
         self.entries: list[Entry] = []
@@ -152,7 +180,7 @@ class CorpusWriter:
         self.taken.add(eid)
         e = Entry(id=eid, source=source, shard=self.shard, offset=self._offset, length=n, fps=arrays["fps"],
                   width=arrays["width"], height=arrays["height"], source_size=int(arrays.get("size", 0)),
-                  source_mtime=float(arrays.get("mtime", 0.0)))
+                  source_mtime=float(arrays.get("mtime", 0.0)), frame_stride=int(arrays.get("frame_stride", 1)))
         self._pending.append(e)
         self._c.append(arrays["coords"])
         self._p.append(arrays["present"])
@@ -192,7 +220,7 @@ def pack_sequences(seqs: Iterable, out: str | Path, *, normalize: bool = True,
         name = seq.source or f"sequence-{i}"
         arrays, err = _prepare(seq, normalize)
         if err is not None:
-            summary.failed.append({"path": name, "reason": err})
+            _report(summary, name, err)
             continue
         w.add(name, arrays, stem=Path(name.split(":")[-1]).stem or f"sequence-{i}")
         summary.added.append(name)
@@ -229,8 +257,7 @@ def pack_corpus(inputs: Iterable[str | Path], out: str | Path, *, workers: int =
     for path, arrays, err in _imap(todo, workers, normalize):
         bar.update(1)
         if err is not None:
-            log.warning("skipped %s: %s", path, err)
-            summary.failed.append({"path": path, "reason": err})
+            _report(summary, path, err)
             continue
         w.add(path, arrays, stem=Path(path).stem)
         summary.added.append(path)

@@ -25,7 +25,10 @@ from msmae.poses.sequence import PoseSequence
 
 FORMAT_VERSION = 1
 INDEX_COLUMNS = ("id", "source", "shard", "offset", "length", "fps", "width", "height",
-                 "source_size", "source_mtime")
+                 "source_size", "source_mtime", "frame_stride")
+# Columns an older index may lack (read with their default): frame_stride = the extraction's frame
+# stride (``msmae extract --frame-stride``; fps is then the source fps / frame_stride).
+OPTIONAL_COLUMNS = frozenset({"frame_stride"})
 
 
 class CorpusError(ValueError):
@@ -46,6 +49,7 @@ class Entry:
     height: int | None
     source_size: int
     source_mtime: float
+    frame_stride: int = 1  # keypoints of every n-th source frame (msmae extract --frame-stride)
 
     def to_row(self) -> dict:
         return {k: ("" if getattr(self, k) is None else getattr(self, k)) for k in INDEX_COLUMNS}
@@ -58,7 +62,8 @@ class Entry:
         return cls(id=row["id"], source=row["source"], shard=int(row["shard"]), offset=int(row["offset"]),
                    length=int(row["length"]), fps=float(row["fps"]), width=opt_int(row["width"]),
                    height=opt_int(row["height"]), source_size=int(row["source_size"] or 0),
-                   source_mtime=float(row["source_mtime"] or 0.0))
+                   source_mtime=float(row["source_mtime"] or 0.0),
+                   frame_stride=int(row.get("frame_stride") or 1))
 
 
 def shard_paths(root: Path, shard: int) -> tuple[Path, Path]:
@@ -71,17 +76,19 @@ def read_index(root: Path) -> list[Entry]:
         return []
     with open(f, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        missing = set(INDEX_COLUMNS) - set(reader.fieldnames or ())
+        missing = set(INDEX_COLUMNS) - OPTIONAL_COLUMNS - set(reader.fieldnames or ())
         if missing:
             raise CorpusError(f"{f}: not an msmae corpus index (missing columns {sorted(missing)})")
-        return [Entry.from_row(r) for r in reader]
+        from msmae.corpus.checks import entries_from_rows
+        return entries_from_rows(f, reader)
 
 
 def read_meta(root: Path) -> dict:
     f = root / "corpus.json"
     if not f.is_file():
         raise CorpusError(f"{root}: not an msmae corpus (no corpus.json); create one with `msmae pack`")
-    meta = json.loads(f.read_text(encoding="utf-8"))
+    from msmae.corpus.checks import read_meta_file
+    meta = read_meta_file(f)
     if int(meta.get("format", 0)) > FORMAT_VERSION:
         raise CorpusError(f"{root}: written by a newer msmae (format {meta['format']})")
     return meta
@@ -100,6 +107,8 @@ class PackedCorpus:
         self.entries = read_index(self.root)
         self.layout: Layout = get_layout(self.meta["layout"])
         self.num_points = self.layout.num_points
+        from msmae.corpus.checks import validate_index
+        validate_index(self.root, self.entries, self.num_points)  # offsets inside the shards (headers only)
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -143,4 +152,4 @@ class PackedCorpus:
         e = self.entries[i]
         c, p = self.frames(i)
         return PoseSequence(c, p, e.fps, self.layout, width=e.width, height=e.height, source=e.source,
-                            meta={"corpus_id": e.id})
+                            meta={"corpus_id": e.id, "frame_stride": e.frame_stride})

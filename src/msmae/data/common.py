@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
+
+log = logging.getLogger(__name__)
 
 
 def find_pose_file(poses: Path, name: str, split: str | None = None) -> Path | None:
@@ -49,6 +52,37 @@ class ExampleSet:
 
     def _describe(self) -> str:
         return ""
+
+    def overlaps(self) -> dict[str, list[str]]:
+        """``duplicates``: ids of examples repeating an earlier one of the same split (same pose file and
+        time range); ``train_and_eval``: ids of evaluation examples (val/dev/test) whose clip is also a
+        training example."""
+        def clip(e) -> tuple:
+            return str(e.pose_path), getattr(e, "start", None), getattr(e, "end", None)
+
+        seen: set[tuple] = set()
+        dup = []
+        for e in self.examples:
+            key = (clip(e), e.split)
+            if key in seen:
+                dup.append(e.id)
+            seen.add(key)
+        train = {clip(e) for e in self.examples if e.split == "train"}
+        both = [e.id for e in self.examples if e.split != "train" and clip(e) in train]
+        return {"duplicates": dup, "train_and_eval": both}
+
+    def warn_overlaps(self) -> dict[str, list[str]]:
+        """Log a warning with counts for repeated rows and for clips both in training and evaluation."""
+        o = self.overlaps()
+        if o["duplicates"]:
+            log.warning("%s: %d duplicate example(s) (the same pose file and time range twice in one split; "
+                        "e.g. %s): they count twice in training or scoring", self.dataset, len(o["duplicates"]),
+                        ", ".join(o["duplicates"][:3]))
+        if o["train_and_eval"]:
+            log.warning("%s: %d evaluation example(s) are also training examples (same pose file and time range; "
+                        "e.g. %s): their scores measure memory, not generalisation", self.dataset,
+                        len(o["train_and_eval"]), ", ".join(o["train_and_eval"][:3]))
+        return o
 
     def summary(self) -> str:
         kept = ", ".join(f"{k} {v}" for k, v in self.counts().items()) or "none"

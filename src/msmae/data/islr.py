@@ -47,8 +47,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -221,6 +222,7 @@ class _Collector:
             log.warning(d.summary())
         else:
             log.info(d.summary())
+        d.warn_overlaps()
         return d
 
 
@@ -477,6 +479,8 @@ def load_clip(example: ISLRExample, *, layout, normalize: str = "shoulders") -> 
     from msmae.poses.sequence import PoseDataError
 
     seq = read_sequence(example.pose_path)
+    if example.unit == "frame" and example.range_fps is None and seq.meta.get("frame_stride", 1) > 1:
+        example = replace(example, range_fps=seq.meta["source_fps"])  # ranges count source frames
     first, stop = example.frame_bounds(seq.fps)
     if first > 0 or stop is not None:
         if first >= seq.num_frames:
@@ -512,7 +516,9 @@ def load_clips(examples: Sequence[ISLRExample], *, layout, normalize: str = "sho
             results.append(_load_one(j))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
+
+        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             for r in pool.map(_load_one, jobs, chunksize=16):
                 results.append(r)
                 bar.update(1)

@@ -115,6 +115,7 @@ class _Collector:
             log.warning(d.summary())
         else:
             log.info(d.summary())
+        d.warn_overlaps()
         return d
 
 

@@ -30,7 +30,10 @@ class Extraction:
            a part was not detected.
     conf:  float32 (T, K): pose visibility, 1 for detected face and hand points, 0 where not detected.
     world: float32 (T, 33, 3) pose world landmarks (metres, hip-centred), NaN where no pose.
-    fps, width, height: of the source (frame folders: the given fps).
+    fps: of the extracted frames (source fps / frame_stride); width, height of the source.
+    frame_stride: Holistic ran on every n-th source frame; source_fps: the source's rate.
+    face: False when extracted without the face model (the face points are NaN and the
+          ``.pose`` has no face component).
     """
 
     xyz: np.ndarray
@@ -42,6 +45,18 @@ class Extraction:
     source: str
     first_frame: int = 0  # index in the source of the first extracted frame
     refined_face: bool = False
+    frame_stride: int = 1
+    source_fps: float | None = None
+    face: bool = True
+    model_complexity: int = 1
+
+    def metadata(self) -> dict:
+        """What the ``.pose`` trailer records (see :mod:`msmae.poses.posemeta`)."""
+        streams = ["body", "left_hand", "right_hand"] + (["face"] if self.face else [])
+        return {"format": "msmae-extract", "version": 1, "frame_stride": self.frame_stride,
+                "source_fps": float(self.source_fps or self.fps * self.frame_stride),
+                "first_frame": self.first_frame, "streams": streams,
+                "model_complexity": self.model_complexity, "refine_face": self.refined_face}
 
     @property
     def num_frames(self) -> int:
@@ -54,7 +69,12 @@ class Extraction:
         seq = holistic_to_sequence(self.xyz, fps=self.fps, width=self.width, height=self.height,
                                    source=self.source)
         seq.meta.update(source_layout=f"holistic-{self.xyz.shape[1]}", first_frame=self.first_frame,
-                        absent_points={})
+                        absent_points={}, frame_stride=self.frame_stride, extraction=self.metadata(),
+                        source_fps=float(self.source_fps or self.fps * self.frame_stride))
+        if not self.face:
+            from msmae.layout import STREAMS_BY_NAME
+
+            seq.meta["absent_points"] = {"face": list(STREAMS_BY_NAME["face"].indices)}
         return seq
 
     def write(self, path: str | os.PathLike) -> Path:
@@ -62,13 +82,18 @@ class Extraction:
         from msmae.poses.writers import write_holistic_pose
 
         return write_holistic_pose(path, self.xyz, self.conf, fps=self.fps, width=self.width,
-                                   height=self.height, refined_face=self.refined_face, world=self.world)
+                                   height=self.height, refined_face=self.refined_face, world=self.world,
+                                   face=self.face, extraction=self.metadata())
 
 
 def extract_clip(clip: Clip, model: HolisticModel, *, frames_fps: float = DEFAULT_FRAMES_FPS,
-                 seek: bool = True, on_frames: Callable[[int], None] | None = None) -> Extraction:
+                 seek: bool = True, on_frames: Callable[[int], None] | None = None,
+                 frame_stride: int = 1) -> Extraction:
     """Run ``model`` over the frames of ``clip`` (the model is reset first).
 
+    frame_stride: run the model on every n-th frame of the clip only (the first, n+1-th, ...); the
+        frames in between are decoded but not converted, and the model's clock advances over them.
+        The result's fps is the source fps / n.
     on_frames: called with the number of frames processed since the last call (progress).
     Raises :class:`FrameReadError` for an unreadable source or an empty range.
     """
@@ -78,12 +103,17 @@ def extract_clip(clip: Clip, model: HolisticModel, *, frames_fps: float = DEFAUL
     xyzs, confs, worlds = [], [], []
     pending = 0
     size = None  # (height, width) of the decoded frames (a rotated phone video differs from its header)
-    for rgb in read_rgb_frames(clip.source, start=start, stop=stop, seek=seek):
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    for rgb in read_rgb_frames(clip.source, start=start, stop=stop, seek=seek, step=frame_stride):
         if size is None:
             size = rgb.shape[:2]
         elif rgb.shape[:2] != size:
-            raise FrameReadError(f"{clip.source}: frame {start + len(xyzs)} is {rgb.shape[1]}x{rgb.shape[0]}, "
+            at = start + len(xyzs) * frame_stride
+            raise FrameReadError(f"{clip.source}: frame {at} is {rgb.shape[1]}x{rgb.shape[0]}, "
                                  f"earlier frames are {size[1]}x{size[0]}")
+        if xyzs:
+            model.skip(frame_stride - 1)
         xyz, conf, world = model.process(rgb)
         xyzs.append(xyz)
         confs.append(conf)
@@ -103,23 +133,29 @@ def extract_clip(clip: Clip, model: HolisticModel, *, frames_fps: float = DEFAUL
         # Decoding that stops well before the header's frame count = a truncated or corrupt file
         # (header counts of some containers are estimates, hence the tolerance).
         expected = min(info.num_frames, stop if stop is not None else info.num_frames) - start
-        if len(xyzs) < expected - max(3, 0.05 * expected):
-            raise FrameReadError(f"{clip.source}: decoding stopped after {len(xyzs)} of {expected} frames "
+        got = len(xyzs) * frame_stride
+        if got < expected - max(3, 0.05 * expected):
+            raise FrameReadError(f"{clip.source}: decoding stopped after {got} of {expected} frames "
                                  f"(truncated or corrupt video)")
-    return Extraction(xyz=np.stack(xyzs), conf=np.stack(confs), world=np.stack(worlds), fps=info.fps,
-                      width=int(size[1]), height=int(size[0]), source=str(clip.source), first_frame=start,
-                      refined_face=model.settings.refine_face)
+    return Extraction(xyz=np.stack(xyzs), conf=np.stack(confs), world=np.stack(worlds),
+                      fps=info.fps / frame_stride, width=int(size[1]), height=int(size[0]),
+                      source=str(clip.source), first_frame=start, refined_face=model.settings.refine_face,
+                      frame_stride=frame_stride, source_fps=info.fps, face=model.settings.face,
+                      model_complexity=model.settings.model_complexity)
 
 
 def extract_video(path: str | os.PathLike, *, start_s: float | None = None, end_s: float | None = None,
                   start_frame: int | None = None, stop_frame: int | None = None,
                   fps: float = DEFAULT_FRAMES_FPS, model_complexity: int = 1, refine_face: bool = False,
-                  seek: bool = True, model: HolisticModel | None = None) -> Extraction:
+                  seek: bool = True, model: HolisticModel | None = None, frame_stride: int = 1,
+                  face: bool = True) -> Extraction:
     """MediaPipe Holistic on one video file or frame folder, in this process.
 
     start_s, end_s: optional time range in seconds, ``[start_s, end_s)``; or start_frame,
         stop_frame: a 0-based frame range ``[start_frame, stop_frame)``.
     fps: frame rate of a frame folder (videos use their own).
+    frame_stride: Holistic on every n-th frame only (the result's fps is the source's / n).
+    face: False = Holistic without its face model (body and hands only).
     model: a :class:`HolisticModel` to reuse across calls (its settings win over
         ``model_complexity`` / ``refine_face``); by default one is built and closed here.
     """
@@ -129,9 +165,9 @@ def extract_video(path: str | os.PathLike, *, start_s: float | None = None, end_
                 start_frame=start_frame, stop_frame=stop_frame)
     own = model is None
     if own:
-        model = HolisticModel(model_complexity=model_complexity, refine_face=refine_face)
+        model = HolisticModel(model_complexity=model_complexity, refine_face=refine_face, face=face)
     try:
-        return extract_clip(clip, model, frames_fps=fps, seek=seek)
+        return extract_clip(clip, model, frames_fps=fps, seek=seek, frame_stride=frame_stride)
     finally:
         if own:
             model.close()

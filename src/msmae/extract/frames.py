@@ -117,8 +117,9 @@ def probe(path: Path, frames_fps: float) -> SourceInfo:
 
 
 # --------------------------------------------------------------------------------- decoding
-def _video_frames(path: Path, start: int, stop: int | None, seek: bool) -> Iterator[np.ndarray]:
-    """BGR frames ``[start, stop)`` of a video."""
+def _video_frames(path: Path, start: int, stop: int | None, seek: bool, step: int = 1) -> Iterator[np.ndarray]:
+    """BGR frames ``start, start + step, ...`` (before ``stop``) of a video; the frames in between are
+    decoded (later frames depend on them) but not converted (``grab`` without ``retrieve``)."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -139,6 +140,11 @@ def _video_frames(path: Path, start: int, stop: int | None, seek: bool) -> Itera
                                      f"frame {i}")
             i += 1
         while stop is None or i < stop:
+            if (i - start) % step:
+                if not cap.grab():
+                    break
+                i += 1
+                continue
             ok, bgr = cap.read()
             if not ok:
                 break
@@ -148,10 +154,10 @@ def _video_frames(path: Path, start: int, stop: int | None, seek: bool) -> Itera
         cap.release()
 
 
-def _image_frames(folder: Path, start: int, stop: int | None) -> Iterator[np.ndarray]:
+def _image_frames(folder: Path, start: int, stop: int | None, step: int = 1) -> Iterator[np.ndarray]:
     import cv2
 
-    images = list_images(folder)[start:stop]
+    images = list_images(folder)[start:stop:step]
     size = None
     for p in images:
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -166,15 +172,19 @@ def _image_frames(folder: Path, start: int, stop: int | None) -> Iterator[np.nda
 
 
 def read_rgb_frames(path: Path, *, start: int = 0, stop: int | None = None, seek: bool = True,
-                    prefetch: int = PREFETCH_FRAMES) -> Iterator[np.ndarray]:
-    """RGB frames (H, W, 3) uint8 of a video or frame folder, frames ``[start, stop)``.
+                    prefetch: int = PREFETCH_FRAMES, step: int = 1) -> Iterator[np.ndarray]:
+    """RGB frames (H, W, 3) uint8 of a video or frame folder: frames ``start, start + step, ...`` of
+    ``[start, stop)`` (frame folders read only those images).
 
     Decoding runs in a background thread ``prefetch`` frames ahead; errors it meets are raised
     here, in the consumer. Closing the generator early stops the thread.
     """
     import cv2
 
-    source = _image_frames(path, start, stop) if path.is_dir() else _video_frames(path, start, stop, seek)
+    if step < 1:
+        raise ValueError(f"the frame step must be >= 1, got {step}")
+    source = (_image_frames(path, start, stop, step) if path.is_dir()
+              else _video_frames(path, start, stop, seek, step))
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop_event = threading.Event()
     done = object()

@@ -68,17 +68,37 @@ def mediapipe_root() -> Path:
     return Path(spec.origin).resolve().parent.parent
 
 
-def required_model_files(model_complexity: int = 1, refine_face: bool = False) -> list[str]:
+# The two stream sets msmae extract offers: full Holistic, or its graph without the face nodes.
+STREAM_SETS = {"all": ("body", "left_hand", "right_hand", "face"),
+               "body,hands": ("body", "left_hand", "right_hand")}
+_FACE_ONLY_FILES = ("mediapipe/modules/face_detection/face_detection_short_range.tflite",)
+
+
+def parse_streams(text: str) -> str:
+    """``--streams`` value -> a key of :data:`STREAM_SETS` (``all`` or ``body,hands``)."""
+    parts = {p.strip() for p in str(text).lower().split(",") if p.strip()}
+    if parts in ({"all"}, {"body", "hands", "face"}):
+        return "all"
+    if parts == {"body", "hands"}:
+        return "body,hands"
+    raise ValueError(f"--streams must be 'all' (body, hands and face: full Holistic) or 'body,hands' "
+                     f"(Holistic without its face model), got {text!r}")
+
+
+def required_model_files(model_complexity: int = 1, refine_face: bool = False, face: bool = True) -> list[str]:
     """Files (relative to :func:`mediapipe_root`) that Holistic opens with these settings."""
     if model_complexity not in POSE_LANDMARK_MODELS:
         raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity}")
+    if not face:
+        return [f for f in _COMMON_FILES if f not in _FACE_ONLY_FILES] + [POSE_LANDMARK_MODELS[model_complexity]]
     return [*_COMMON_FILES, POSE_LANDMARK_MODELS[model_complexity], FACE_MODELS[bool(refine_face)]]
 
 
-def check_model_files(model_complexity: int = 1, refine_face: bool = False) -> None:
+def check_model_files(model_complexity: int = 1, refine_face: bool = False, face: bool = True) -> None:
     """Raise :class:`MissingModelError` naming every missing file and how to provide it."""
     root = mediapipe_root()
-    missing = [f for f in required_model_files(model_complexity, refine_face) if not (root / f).is_file()]
+    missing = [f for f in required_model_files(model_complexity, refine_face, face)
+               if not (root / f).is_file()]
     if not missing:
         return
     lines = [f"model_complexity={model_complexity}{' with refine_face' if refine_face else ''} needs "
@@ -97,6 +117,53 @@ class HolisticSettings:
 
     model_complexity: int = 1  # pose landmark model: 0 lite, 1 full (in the wheel), 2 heavy (the paper's)
     refine_face: bool = False  # 478-point face mesh with irises (refine_face_landmarks)
+    face: bool = True  # False: Holistic's graph without its face nodes (streams body,hands)
+
+
+HOLISTIC_GRAPH = "mediapipe/modules/holistic_landmark/holistic_landmark_cpu.binarypb"
+# Nodes of the holistic graph that only serve the face (0.10.14: the graph is PoseLandmarkCpu,
+# HandLandmarksLeftAndRightCpu (hand regions from the pose), and these two).
+FACE_NODES = ("SplitNormalizedLandmarkListCalculator", "FaceLandmarksFromPoseCpu")
+
+
+def body_hands_graph():
+    """MediaPipe's own holistic CPU graph (from the wheel) with the face nodes removed: pose landmarks,
+    then both hands from regions the pose gives (``HandLandmarksLeftAndRightCpu``, as in Holistic, so
+    left and right stay tied to the body), and no face detection or face mesh."""
+    from mediapipe.framework import calculator_pb2
+
+    graph = calculator_pb2.CalculatorGraphConfig()
+    graph.ParseFromString((mediapipe_root() / HOLISTIC_GRAPH).read_bytes())
+    found = [n.calculator for n in graph.node if n.calculator in FACE_NODES]
+    if sorted(found) != sorted(FACE_NODES):
+        raise MissingModelError(f"this MediaPipe's holistic graph has no face nodes {FACE_NODES} to remove "
+                                f"(found {[n.calculator for n in graph.node]}); --streams body,hands needs "
+                                f"mediapipe 0.10.14")
+    kept = [n for n in graph.node if n.calculator not in FACE_NODES]
+    del graph.node[:]
+    graph.node.extend(kept)
+    outputs = [o for o in graph.output_stream if not o.startswith("FACE_LANDMARKS:")]
+    del graph.output_stream[:]
+    graph.output_stream.extend(outputs)
+    sides = [p for p in graph.input_side_packet if not p.startswith("REFINE_FACE_LANDMARKS:")]
+    del graph.input_side_packet[:]
+    graph.input_side_packet.extend(sides)
+    return graph
+
+
+def _body_hands_solution(model_complexity: int):
+    """A MediaPipe solution running :func:`body_hands_graph` with Holistic's own options."""
+    from mediapipe.python.solution_base import SolutionBase
+
+    return SolutionBase(
+        graph_config=body_hands_graph(),
+        side_inputs={"model_complexity": model_complexity, "smooth_landmarks": True,
+                     "enable_segmentation": False, "smooth_segmentation": True, "use_prev_landmarks": True},
+        calculator_params={  # the thresholds mediapipe.solutions.holistic.Holistic sets (defaults 0.5)
+            "poselandmarkcpu__posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": 0.5,
+            "poselandmarkcpu__poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
+            "ThresholdingCalculator.threshold": 0.5},
+        outputs=["pose_landmarks", "pose_world_landmarks", "left_hand_landmarks", "right_hand_landmarks"])
 
 
 def _mute_native_stderr() -> int | None:
@@ -129,22 +196,25 @@ class HolisticModel:
     is muted from the start of the graph to the end of its first frame) unless debug logging is on.
     """
 
-    def __init__(self, *, model_complexity: int = 1, refine_face: bool = False,
+    def __init__(self, *, model_complexity: int = 1, refine_face: bool = False, face: bool = True,
                  quiet: bool | None = None) -> None:
-        check_model_files(model_complexity, refine_face)
+        check_model_files(model_complexity, refine_face, face)
         try:
             from mediapipe.python.solutions.holistic import Holistic
         except ImportError as e:  # pragma: no cover - the extract extra is missing
             raise MissingModelError(
                 f"MediaPipe is not importable ({e}): pip install 'msmae[extract]'") from e
-        self.settings = HolisticSettings(model_complexity=model_complexity, refine_face=refine_face)
+        self.settings = HolisticSettings(model_complexity=model_complexity, refine_face=refine_face, face=face)
         self.num_points = num_points(refine_face)
         self._num_face = NUM_FACE_REFINED if refine_face else NUM_FACE
         self._quiet = (not log.isEnabledFor(logging.DEBUG)) if quiet is None else quiet
         self._muted = _mute_native_stderr() if self._quiet else None
         try:
-            self._graph = Holistic(static_image_mode=False, model_complexity=model_complexity,
-                                   refine_face_landmarks=refine_face)
+            if face:
+                self._graph = Holistic(static_image_mode=False, model_complexity=model_complexity,
+                                       refine_face_landmarks=refine_face)
+            else:
+                self._graph = _body_hands_solution(model_complexity)
         except BaseException:
             self._unmute()
             raise
@@ -162,6 +232,13 @@ class HolisticModel:
             self._graph.reset()
             self._fresh = True
 
+    def skip(self, frames: int) -> None:
+        """Advance the graph's clock by ``frames`` source frames that are not processed (a frame stride):
+        MediaPipe's tracking and landmark smoothing see the time that really passed between the frames,
+        on the same scale as when every frame is processed (the solution API's 33.333 ms per frame)."""
+        if frames > 0 and not self._fresh:
+            self._graph._simulated_timestamp += 33333 * int(frames)
+
     def process(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One RGB frame (H, W, 3) uint8 -> (xyz (K, 3), conf (K,), world (33, 3)), float32, K = 543 or 553.
 
@@ -171,14 +248,14 @@ class HolisticModel:
         """
         self._fresh = False
         try:
-            res = self._graph.process(rgb)
+            res = self._graph.process(rgb) if self.settings.face else self._graph.process({"image": rgb})
         finally:  # the graph has opened all its calculators once a frame went through
             self._unmute()
         nf = self._num_face
         xyz = np.full((self.num_points, 3), np.nan, np.float32)
         conf = np.zeros(self.num_points, np.float32)
         world = np.full((NUM_POSE, 3), np.nan, np.float32)
-        parts = ((res.face_landmarks, 0, nf), (res.left_hand_landmarks, nf, NUM_HAND),
+        parts = ((getattr(res, "face_landmarks", None), 0, nf), (res.left_hand_landmarks, nf, NUM_HAND),
                  (res.pose_landmarks, nf + NUM_HAND, NUM_POSE),
                  (res.right_hand_landmarks, nf + NUM_HAND + NUM_POSE, NUM_HAND))
         for lms, start, n in parts:

@@ -2,9 +2,13 @@
 
 - Each worker process holds one MediaPipe Holistic graph and extracts whole clips (a clip's frames
   depend on each other through tracking, so one clip never spans two workers).
-- Outputs ``OUT/<clip name>.pose`` are written atomically (temporary file + rename): a file with
-  the final name is always complete, so a later run skips it (``overwrite=False``). Left-over
-  temporary files of an interrupted run are removed when their clip is extracted again.
+- Outputs ``OUT/<clip name>.pose`` are written atomically (temporary file + rename). A later run
+  skips an existing output only when it is a complete ``.pose`` (header, every frame it declares,
+  msmae's metadata) made with the same frame stride and streams; a 0-byte or truncated file (e.g.
+  copied half-way, or cut by a full disk) is extracted again. Left-over temporary files of an
+  interrupted run are removed when their clip is extracted again.
+- Worker processes exit when the main process dies (a parent-death signal on Linux, and a
+  watchdog on the parent's pid everywhere), so ``kill -9`` of ``msmae extract`` stops them too.
 - ``shard=(i, n)`` keeps the clips whose name hashes (CRC-32) to ``i`` modulo ``n``: a stable
   split that does not depend on which other clips exist, so cluster array jobs never overlap.
 - A clip that fails (unreadable video, empty range, a MediaPipe error) is recorded with its reason
@@ -28,8 +32,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from msmae.extract.core import DEFAULT_FRAMES_FPS, extract_clip
-from msmae.extract.holistic import HolisticModel, check_model_files
+from msmae.extract.holistic import STREAM_SETS, HolisticModel, check_model_files, parse_streams
 from msmae.extract.sources import Clip, InputError, find_clips, read_clips_file
+from msmae.utils import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,27 @@ def summary_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
 
 
 def output_path(out_dir: Path, clip: Clip) -> Path:
-    return out_dir / f"{clip.name}.pose"
+    from msmae.extract.sources import check_clip_name
+
+    return out_dir / f"{check_clip_name(clip.name, clip)}.pose"
+
+
+def _existing_problem(out: Path, frame_stride: int, streams: str) -> str | None:
+    """Why an existing output cannot be skipped: incomplete (extract again), or made with other
+    settings (reported, kept); None = complete and made the same way."""
+    from msmae.poses.posemeta import check_pose_file
+    from msmae.poses.sequence import PoseDataError
+
+    try:
+        meta = check_pose_file(out)
+    except PoseDataError as e:
+        return f"existing output is incomplete: {e}"
+    have_stride = int(meta.get("frame_stride", 1))
+    have_streams = "all" if "face" in meta.get("streams", ["face"]) else "body,hands"
+    if (have_stride, have_streams) != (frame_stride, streams):
+        return (f"made with --frame-stride {have_stride} --streams {have_streams}, not --frame-stride "
+                f"{frame_stride} --streams {streams}")
+    return None
 
 
 def _remove_stale_temps(out: Path) -> None:
@@ -95,12 +120,16 @@ class _Options:
     refine_face: bool
     frames_fps: float
     seek: bool
+    frame_stride: int = 1
+    streams: str = "all"  # a key of STREAM_SETS
 
 
 _worker: dict = {}  # per-process state: the model, the options and the progress queue
 
 
-def _init_worker(options: _Options, progress_q) -> None:
+def _init_worker(options: _Options, progress_q, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker.update(options=options, queue=progress_q, model=None)
 
@@ -123,10 +152,10 @@ def _run_job(job: _Job) -> dict:
     try:
         if _worker["model"] is None:
             _worker["model"] = HolisticModel(model_complexity=opts.model_complexity,
-                                             refine_face=opts.refine_face)
+                                             refine_face=opts.refine_face, face=opts.streams == "all")
         _remove_stale_temps(job.out)
         ex = extract_clip(job.clip, _worker["model"], frames_fps=opts.frames_fps, seek=opts.seek,
-                          on_frames=on_frames)
+                          on_frames=on_frames, frame_stride=opts.frame_stride)
         ex.write(job.out)
         result = {"status": "done", "frames": ex.num_frames}
     except Exception as e:  # one clip's failure must not stop the others
@@ -199,7 +228,7 @@ def _run_pool(jobs: list[_Job], options: _Options, workers: int, progress: _Prog
     todo.reverse()  # pop() from the end = submit in the given order
     by_index = {j.index: j for j in jobs}
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(options, q))
+                               initargs=(options, q, os.getpid()))
     futures: dict[Future, _Job] = {}
     suspects: list[_Job] = []
     try:
@@ -236,7 +265,7 @@ def _run_pool(jobs: list[_Job], options: _Options, workers: int, progress: _Prog
                 running.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(options, q))
+                                           initargs=(options, q, os.getpid()))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -293,12 +322,16 @@ def run_extraction(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLi
                    workers: int | None = None, shard: tuple[int, int] | str | None = None,
                    clips: str | os.PathLike | None = None, frames_fps: float = DEFAULT_FRAMES_FPS,
                    model_complexity: int = 1, refine_face: bool = False, overwrite: bool = False,
-                   seek: bool = True, progress: bool = True) -> dict:
+                   seek: bool = True, progress: bool = True, frame_stride: int = 1,
+                   streams: str = "all") -> dict:
     """Extract every clip of ``inputs`` (and ``clips``, a clips file) into ``out_dir``.
 
     workers: worker processes (default: the CPU cores; 0 = in this process, no pool).
     shard: ``(i, n)`` or ``"i/n"``: only the clips of shard i of n.
-    overwrite: re-extract clips whose ``.pose`` already exists (default: skip them).
+    overwrite: re-extract clips whose ``.pose`` already exists (default: skip complete ones).
+    frame_stride: Holistic on every n-th frame only (``.pose`` fps = source fps / n).
+    streams: ``"all"`` (full Holistic) or ``"body,hands"`` (Holistic without its face model; the
+        ``.pose`` has no face component).
     Returns the summary, also written to ``out_dir/extract_summary.json`` (or
     ``extract_summary.shard-I-of-N.json``): ``done`` and ``skipped`` (output paths relative to
     ``out_dir``), ``failed`` = [{``path``, ``reason``, ``name``}], ``missing`` (clips-file rows
@@ -316,36 +349,52 @@ def run_extraction(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLi
         parse_shard(f"{shard[0]}/{shard[1]}")
     if not (frames_fps > 0):
         raise InputError(f"the frame-folder fps must be positive, got {frames_fps}")
-    check_model_files(model_complexity, refine_face)  # fail before any work, never download
+    if int(frame_stride) != frame_stride or frame_stride < 1:
+        raise InputError(f"--frame-stride must be a whole number >= 1, got {frame_stride}")
+    frame_stride = int(frame_stride)
+    try:
+        streams = parse_streams(streams)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if refine_face and streams != "all":
+        raise InputError("--refine-face needs the face: use it with --streams all")
+    check_model_files(model_complexity, refine_face, streams == "all")  # fail before any work, never download
     all_clips, missing = collect_clips(list(inputs), clips)
     if shard is not None:
         all_clips = [c for c in all_clips if shard_of(c.name, shard[1]) == shard[0]]
         missing = [m for m in missing if shard_of(m["name"], shard[1]) == shard[0]]
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    skipped, jobs = [], []
+    skipped, jobs, results = [], [], {}
     for c in all_clips:
         out = output_path(out_dir, c)
-        if out.exists() and not overwrite:
+        problem = None if overwrite or not out.exists() else _existing_problem(out, frame_stride, streams)
+        if out.exists() and not overwrite and problem is None:
             skipped.append(c)
-        else:
-            jobs.append(_Job(index=len(jobs), clip=c, out=out))
+            continue
+        job = _Job(index=len(jobs), clip=c, out=out)
+        jobs.append(job)
+        if problem and problem.startswith("made with"):  # another extraction's file: never replaced silently
+            results[job.index] = {"status": "failed", "frames": 0, "seconds": 0.0, "index": job.index,
+                                  "reason": f"{out} exists, {problem}; --overwrite replaces it"}
+        elif problem:
+            log.warning("%s; extracting it again", problem)
+    to_run = [j for j in jobs if j.index not in results]
     workers = default_workers() if workers is None else int(workers)
-    workers = min(workers, len(jobs)) if workers > 0 else 0
+    workers = min(workers, len(to_run)) if workers > 0 else 0
     log.info("%d clips%s: %d to extract, %d already done%s; %d worker(s)", len(all_clips),
-             f" in shard {shard[0]}/{shard[1]}" if shard else "", len(jobs), len(skipped),
+             f" in shard {shard[0]}/{shard[1]}" if shard else "", len(to_run), len(skipped),
              f", {len(missing)} without a video" if missing else "", max(workers, 1))
 
     options = _Options(model_complexity=model_complexity, refine_face=refine_face,
-                       frames_fps=float(frames_fps), seek=seek)
-    bar = _Progress(num_clips=len(jobs), enabled=progress and bool(jobs))
-    results: dict[int, dict] = {}
+                       frames_fps=float(frames_fps), seek=seek, frame_stride=frame_stride, streams=streams)
+    bar = _Progress(num_clips=len(to_run), enabled=progress and bool(to_run))
     interrupted = False
-    ordered = sorted(jobs, key=lambda j: -j.clip.size_hint())  # big clips first: less idle at the end
+    ordered = sorted(to_run, key=lambda j: -j.clip.size_hint())  # big clips first: less idle at the end
     try:
         if workers == 0:
             _run_inline(ordered, options, bar, results)
-        elif jobs:
+        elif to_run:
             for job in _run_pool(ordered, options, workers, bar, results):
                 _run_alone(job, options, bar, results)
     except KeyboardInterrupt:
@@ -386,5 +435,6 @@ def _summary(out_dir: Path, jobs: list[_Job], skipped: list[Clip], results: dict
         "frames_per_s": round(frames / seconds, 3) if seconds > 0 else 0.0,
         "workers": workers,
         "settings": {"model_complexity": options.model_complexity, "refine_face": options.refine_face,
-                     "static_image_mode": False, "frames_fps": options.frames_fps, "seek": options.seek},
+                     "static_image_mode": False, "frames_fps": options.frames_fps, "seek": options.seek,
+                     "frame_stride": options.frame_stride, "streams": list(STREAM_SETS[options.streams])},
     }

@@ -138,11 +138,31 @@ def find_clips(inputs: Iterable[str | os.PathLike]) -> list[Clip]:
     return check_unique(clips)
 
 
+def check_clip_name(name: str, clip: Clip | None = None) -> str:
+    """A clip name is a path relative to the output folder: refuse (never rewrite) one that is empty,
+    absolute, or climbs out with ``..``, so that every output stays inside ``--out``."""
+    where = f" ({clip.describe()})" if clip is not None else ""
+    parts = re.split(r"[/\\]", name)
+    bad = None
+    if not name.strip() or "\0" in name:
+        bad = "it is empty" if not name.strip() else "it holds a NUL character"
+    elif name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        bad = "it is an absolute path"
+    elif any(p in ("..", ".", "") for p in parts):
+        bad = "it has a '..', '.' or empty path component"
+    if bad:
+        raise InputError(f"clip name {name!r}{where} refused: {bad}, and outputs must stay inside --out "
+                         f"(names are paths relative to --out, e.g. 'dev/clip1'); rename it in the clips file")
+    return name
+
+
 def check_unique(clips: list[Clip]) -> list[Clip]:
-    """Drop exact duplicates; raise when two different clips would write the same output."""
+    """Drop exact duplicates; raise when two different clips would write the same output, or when a
+    clip's name would write outside the output folder (:func:`check_clip_name`)."""
     seen: dict[str, Clip] = {}
     out = []
     for c in clips:
+        check_clip_name(c.name, c)
         prev = seen.get(c.name)
         if prev is None:
             seen[c.name] = c

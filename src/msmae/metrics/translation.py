@@ -86,7 +86,7 @@ def read_lines(path: str | Path) -> list[str]:
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     try:
-        with open(p, encoding="utf-8", newline="\n") as f:
+        with open(p, encoding="utf-8-sig", newline="\n") as f:  # -sig: a byte-order mark is not text
             lines = [line.rstrip() for line in f]
     except UnicodeDecodeError as e:
         raise ValueError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None

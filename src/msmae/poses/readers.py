@@ -76,6 +76,8 @@ def read_sequence(path: str | os.PathLike, *, fps: float | None = None, width: i
         raise PoseDataError(f"{path}: no such file")
     if path.is_dir():
         raise PoseDataError(f"{path}: is a folder, not a pose file")
+    if not path.is_file():  # a FIFO, socket or device would block or never end
+        raise PoseDataError(f"{path}: not a regular file (a pipe, socket or device); pose files are read from disk")
     suffix = path.suffix.lower()
     if suffix == ".pose":
         return read_pose(path, fps=fps, width=width, height=height)
@@ -221,6 +223,13 @@ def read_holistic_npy(path: str | os.PathLike, *, fps: float | None = None, widt
     """A MediaPipe Holistic ``.npy`` array (T, 543, 3) in GISLR order, NaN where undetected."""
     path = Path(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise PoseDataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if magic != b"\x93NUMPY":
+        raise PoseDataError(f"{path}: not a readable .npy array (not a NumPy file: no \\x93NUMPY signature)")
+    try:
         xyz = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy says "cannot reshape", "Failed to interpret", ...
         raise PoseDataError(f"{path}: not a readable .npy array ({_first_line(e)})") from None
@@ -344,7 +353,7 @@ def _parse_pose_bytes(path: Path, buf: bytes):
         body = NumPyPoseBody.read(header, reader)
     except Exception as e:
         raise PoseDataError(f"{path}: corrupt or truncated pose body ({_first_line(e)})") from None
-    return header, body
+    return header, body, reader.read_offset
 
 
 def describe_pose_layout(components: dict[str, int]) -> str:
@@ -370,7 +379,10 @@ def read_pose(path: str | os.PathLike, *, fps: float | None = None, width: int |
         buf = path.read_bytes()
     except OSError as e:
         raise PoseDataError(f"{path}: cannot read ({e.strerror or e})") from None
-    header, body = _parse_pose_bytes(path, buf)
+    header, body, end = _parse_pose_bytes(path, buf)
+    from msmae.poses.posemeta import decode_trailer
+
+    extraction = decode_trailer(buf[end:], str(path)) if round(header.version, 3) == 0.2 else None
     names = [c.name for c in header.components]
     if not any(c in names for c in POSE_COMPONENTS.values()):
         raise PoseDataError(f"{path}: unknown layout, components {names} are not MediaPipe Holistic "
@@ -421,6 +433,11 @@ def read_pose(path: str | os.PathLike, *, fps: float | None = None, width: int |
     components = {c.name: len(c.points) for c in header.components}
     meta = {"source_layout": describe_pose_layout(components), "components": components,
             "absent_points": absent, "fps_assumed": False}
+    if extraction:
+        meta["extraction"] = extraction
+        meta["frame_stride"] = int(extraction.get("frame_stride", 1))
+        if extraction.get("source_fps"):
+            meta["source_fps"] = float(extraction["source_fps"])
     if body.data.shape[1] > 1:
         meta["people"] = int(body.data.shape[1])
         log.warning("%s: %d people in the file, reading the first", path, body.data.shape[1])
@@ -435,18 +452,9 @@ _NPZ_KEYS = ("format", "version", "coords", "present", "fps", "width", "height",
 def read_npz(path: str | os.PathLike) -> PoseSequence:
     """msmae's compact ``.npz`` (see `msmae.poses.writers.write_npz`), in its stored layout."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            missing = [k for k in _NPZ_KEYS if k not in keys]
-            if missing:
-                raise PoseDataError(f"{path}: not a msmae .npz, keys {missing} are missing "
-                                    f"(found {sorted(keys)})")
-            d = {k: z[k] for k in keys}
-    except PoseDataError:
-        raise
-    except Exception as e:  # BadZipFile, truncated member, pickled objects, ...
-        raise PoseDataError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
+    from msmae.poses.npz_members import read_npz_members
+
+    d = read_npz_members(path, _NPZ_KEYS + ("meta_json",), required=_NPZ_KEYS)
     if str(d["format"]) != NPZ_FORMAT:
         raise PoseDataError(f"{path}: format is {str(d['format'])!r}, expected {NPZ_FORMAT!r}")
     if int(d["version"]) > NPZ_VERSION:

@@ -63,7 +63,8 @@ def _holistic_header(refined_face: bool):
 
 def write_holistic_pose(path: str | os.PathLike, xyz: np.ndarray, conf: np.ndarray | None = None, *,
                         fps: float, width: int, height: int, refined_face: bool = False,
-                        world: np.ndarray | None = None) -> Path:
+                        world: np.ndarray | None = None, face: bool = True,
+                        extraction: dict | None = None) -> Path:
     """Write MediaPipe Holistic output as a full holistic pose-format ``.pose`` file (atomic).
 
     xyz:   (T, 543, 3) in GISLR order (face 468, left hand 21, pose 33, right hand 21), or
@@ -75,7 +76,12 @@ def write_holistic_pose(path: str | os.PathLike, xyz: np.ndarray, conf: np.ndarr
     world: optional (T, 33, 3) MediaPipe ``pose_world_landmarks`` (NaN where undetected), stored
            as pose-format stores them (x * width, y * height, z) with the pose confidence;
            None -> the POSE_WORLD_LANDMARKS component is written as not detected.
-    fps, width, height: of the source video (width, height in pixels).
+    fps, width, height: of the source video (width, height in pixels); with a frame stride, fps is
+           the rate of the written frames (source fps / stride).
+    face:  False -> no FACE_LANDMARKS component at all (extracted without the face model: the face
+           is absent, not zeros); the face points of ``xyz`` are then ignored.
+    extraction: optional metadata (``frame_stride``, ``source_fps``, ``streams``...) stored after
+           the body (see :mod:`msmae.poses.posemeta`); pose-format ignores it.
     """
     from pose_format import Pose
     from pose_format.numpy import NumPyPoseBody
@@ -117,6 +123,8 @@ def write_holistic_pose(path: str | os.PathLike, xyz: np.ndarray, conf: np.ndarr
 
     parts = gislr_offsets(num_face)
     order = [parts["pose"], parts["face"], parts["left_hand"], parts["right_hand"]]
+    if not face:
+        order.remove(parts["face"])
     data = np.concatenate([pix[:, sl] for sl in order] + [_world_block(path, world, frames, scale)], axis=1)
     wconf = np.zeros((frames, NUM_POSE))
     if world is not None:
@@ -125,14 +133,23 @@ def write_holistic_pose(path: str | os.PathLike, xyz: np.ndarray, conf: np.ndarr
     confidence = np.concatenate([c[:, sl] for sl in order] + [wconf], axis=1)
 
     header = PoseHeader(version=0.2, dimensions=PoseHeaderDimensions(width=width, height=height, depth=0),
-                        components=_holistic_header(bool(refined_face)))
+                        components=_components(bool(refined_face), face))
     body = NumPyPoseBody(fps=float(fps), data=data[:, None].astype(np.float32),
                          confidence=confidence[:, None].astype(np.float32))
     buf = io.BytesIO()
     Pose(header, body).write(buf)
+    if extraction:
+        from msmae.poses.posemeta import encode_trailer
+
+        buf.write(encode_trailer(extraction))
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())
     return path
+
+
+def _components(refined_face: bool, face: bool) -> list:
+    comps = _holistic_header(refined_face)
+    return list(comps) if face else [c for c in comps if c.name != "FACE_LANDMARKS"]
 
 
 def _world_block(path: Path, world: np.ndarray | None, frames: int, scale: np.ndarray) -> np.ndarray:

@@ -52,23 +52,56 @@ SYNTHETIC_ENTRIES = ("pretrain_corpus", "pretrain", "islr_data", "islr_finetune"
 VIDEOS_ENTRIES = ("poses", "corpus", "pretrain", "attention", "demo_summary.json")
 
 
+DEMO_MANIFEST = ".msmae-demo-outputs.json"   # what the demo created in --out: all that --fresh may delete
+
+
+def _owned(out: Path) -> set[str]:
+    """Names in ``out`` that a demo created (its manifest), restricted to names a demo writes."""
+    try:
+        data = json.loads((out / DEMO_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict) or data.get("kind") != "msmae-demo-outputs":
+        return set()
+    return {n for n in data.get("created", []) if n in SYNTHETIC_ENTRIES + VIDEOS_ENTRIES}
+
+
+def _claim(out: Path, entries: tuple[str, ...]) -> None:
+    """Create ``out`` and record in its manifest the entries this demo is about to create (those absent now):
+    the proof that lets a later ``--fresh`` delete them. What was there before is never claimed."""
+    from msmae.utils import atomic_write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    owned = _owned(out)
+    new = {n for n in entries if not (out / n).exists() and not (out / n).is_symlink()} - owned
+    if new or not (out / DEMO_MANIFEST).is_file():
+        atomic_write_json(out / DEMO_MANIFEST, {
+            "kind": "msmae-demo-outputs", "created": sorted(owned | new),
+            "note": "written by `msmae demo`: `--fresh` deletes only these entries of this folder"})
+
+
 def _start_fresh(out: Path, entries: tuple[str, ...]) -> None:
-    """Delete what an earlier demo wrote into ``out``, and nothing else: a folder holding anything the demo
-    does not write (``--out`` pointed at the wrong place) is refused."""
+    """Delete what an earlier demo wrote into ``out`` (the entries its manifest records it created), and
+    nothing else: anything the manifest does not prove the demo wrote is refused, by name."""
     if not out.exists():
         return
     if not out.is_dir():
         raise ValueError(f"{out} is a file, not a demo output folder")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in entries)
-    if foreign:
-        raise ValueError(f"--fresh would delete {out}, which holds files the demo did not write "
-                         f"({', '.join(foreign[:5])}); choose another --out or delete it yourself")
-    for name in entries:
+    owned = _owned(out)
+    present = sorted(p.name for p in out.iterdir() if p.name != DEMO_MANIFEST)
+    unproven = [n for n in present if n not in owned]
+    if unproven:
+        raise ValueError(
+            f"--fresh deletes only what msmae demo recorded creating in {out} ({DEMO_MANIFEST}), and the folder "
+            f"holds files the demo did not write or cannot prove it wrote: {', '.join(unproven[:5])}"
+            f"{', ...' if len(unproven) > 5 else ''}; choose another --out or delete them yourself")
+    for name in present:
         p = out / name
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
-        elif p.exists():
+        else:
             p.unlink()
+    (out / DEMO_MANIFEST).unlink(missing_ok=True)
 
 
 def _done(run: Path) -> dict | None:
@@ -175,7 +208,7 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     out = Path(out)
     if fresh:
         _start_fresh(out, SYNTHETIC_ENTRIES)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, SYNTHETIC_ENTRIES)
     timing: dict[str, float] = {}
     log.info(SYNTHETIC_NOTE)
     torch.manual_seed(seed)
@@ -221,6 +254,8 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     result = analyze(encoder, x.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
     att_dir = out / "attention"
     paths = write_report(att_dir, result, x, source="synthetic held-out sentence (SYNTHETIC)", model=str(pre_run))
+    paths["view"] = _view_page(att_dir, seq, result, pre_run, islr_run=out / "islr_finetune", source="synthetic "
+                               "held-out sentence (SYNTHETIC)", notes=[SYNTHETIC_NOTE])
     truth = sign_boundaries(signs)
     found = [float(s["start_frame"]) for s in result.segments[1:]]
     tol_s = 0.2
@@ -284,9 +319,25 @@ def format_synthetic(s: dict) -> str:
         f"attention {s['timing_s']['attention_s']:.0f} s",
         f"files: {Path(s['pretrain']['loss_plot'])} (loss curve), {Path(g['files']['heatmap'])} (attention + "
         f"boundaries), {Path(g['files']['eaf'])} (ELAN), {Path(s['out']) / 'demo_summary.json'} (all figures)",
+        f"page: {Path(g['files']['view'])} (open it in a browser: skeleton, segments, heatmap, ISLR top-5)",
         f"everything is in {s['out']}/",
     ]
     return "\n".join(lines)
+
+
+def _view_page(out: Path, seq, analysis, pre_run: Path, *, islr_run: Path | None = None, video=None,
+               source: str, notes=()) -> Path:
+    """``out/view.html`` (msmae view's page) for a clip the demo analysed; ``seq`` as read, not normalised."""
+    from msmae.analysis.view import write_view
+
+    models, islr = [{"task": "pretrain", "run": str(pre_run)}], []
+    if islr_run is not None:
+        from msmae.tasks.view import islr_predictions
+
+        models.append({"task": "islr", "run": str(islr_run)})
+        islr.append(islr_predictions(islr_run, seq, analysis.segments))
+    return write_view(out, seq, video=video, analysis=analysis, islr=islr, source=source, models=models,
+                      notes=notes)
 
 
 # ------------------------------------------------------------------------------------ videos
@@ -308,7 +359,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     out = Path(out)
     if fresh:
         _start_fresh(out, VIDEOS_ENTRIES)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, VIDEOS_ENTRIES)
     timing: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -339,13 +390,14 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     for f in tqdm(todo, desc="attention", unit="video", disable=not progress):
         rel = f.relative_to(poses).with_suffix("")
         d = out / "attention" / rel
-        if (d / "segments.json").is_file():
+        if (d / "segments.json").is_file() and (d / "view.html").is_file():
             info = json.loads((d / "segments.json").read_text())
             per_video.append({"pose": str(f), "out": str(d), "frames": info["frames"],
-                              "segments": len(info["segments"])})
+                              "segments": len(info["segments"]), "page": str(d / "view.html")})
             continue
         try:
-            seq = normalize(read_sequence(f))
+            raw = read_sequence(f)
+            seq = normalize(raw)
             res = analyze(encoder, seq.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
         except ValueError as e:  # e.g. a clip shorter than one token
             log.warning("%s: no attention analysis: %s", f, e)
@@ -353,7 +405,9 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
             continue
         video = sources.get(rel.as_posix())
         write_report(d, res, seq, source=str(video or f), model=str(pre_run), media=[video or f])
-        per_video.append({"pose": str(f), "out": str(d), "frames": seq.num_frames, "segments": len(res.segments)})
+        page = _view_page(d, raw, res, pre_run, video=video, source=str(video or f))
+        per_video.append({"pose": str(f), "out": str(d), "frames": seq.num_frames, "segments": len(res.segments),
+                          "page": str(page)})
     timing["attention_s"] = round(time.perf_counter() - t0, 1)
 
     seg_counts = [v["segments"] for v in per_video if v.get("out")]
@@ -391,6 +445,9 @@ def format_videos(s: dict) -> str:
         f"held-out {p['eval_loss']:.4f} vs {p['mean_baseline_loss']:.4f} for predicting the mean",
         f"  attention: {a['videos']} videos, {a['segments_mean'] or 0:.1f} segments per video on average "
         f"(heatmap, segments.json, .eaf per video in {a['folder']})",
+    ]
+    lines += [f"  page: {v['page']}" for v in a["per_video"] if v.get("page")]
+    lines += [
         f"everything is in {s['out']}/",
     ]
     return "\n".join(lines)

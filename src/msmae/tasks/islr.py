@@ -530,8 +530,10 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
                        "splits": {s: {k: v for k, v in m.items() if k != "confusions"} for s, m in scored.items()},
                        "mode": cfg.mode, "init": cfg.init, "dataset": cfg.data.dataset, "num_classes": len(classes),
                        "examples": {s: len(v.ids) for s, v in splits.items()}, "excluded": excluded,
+                       "hours": {s: ck.hours((c.num_frames, c.fps) for c in v.clips) for s, v in splits.items()},
                        "epochs": cfg.train.epochs, "train_time_s": res.train_time_s, "world_size": info.world_size}
             ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
         return metrics
     finally:
         cleanup_distributed()

@@ -118,6 +118,20 @@ def _holdout_split(ids: list[str], fraction: float, max_videos: int) -> tuple[li
     return train, held
 
 
+def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
+    """data.window / data.frame_stride in stored frames of this corpus (see msmae.poses.timing)."""
+    from msmae.poses.timing import sampling_for_corpus
+
+    try:
+        s = sampling_for_corpus((e.frame_stride for e in corpus.entries), window, frame_stride)
+    except ValueError as e:
+        from msmae.corpus.store import CorpusError
+
+        raise CorpusError(f"{corpus.root}: {e}") from None
+    (log.info if s.exact else log.warning)("sampling: %s", s.note)
+    return s.window, s.stride
+
+
 def eval_windows(corpus, videos: list[int], count: int, window: int, seed: int) -> list[tuple[int, int]]:
     """Fixed (video, start) pairs for evaluation, spread over the given videos."""
     rng = np.random.default_rng([seed, 99991])
@@ -202,6 +216,15 @@ def _plot_loss(log_csv: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
+def _hours(corpus, train_v: list[int], held_v: list[int]) -> dict:
+    """Hours of video behind the training and the held-out videos (indices into the corpus)."""
+    from msmae.train.model_card import hours
+
+    e = corpus.entries
+    return {"train": hours((e[i].length, e[i].fps) for i in train_v),
+            "held_out": hours((e[i].length, e[i].fps) for i in held_v) if held_v is not train_v else 0.0}
+
+
 def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int) -> dict:
     from msmae.config import config_to_dict
 
@@ -247,6 +270,10 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                         len(ids))
             held_v = train_v
 
+        from msmae.corpus.checks import require_maskable  # refuse a corpus that would train to loss 0
+        require_maskable(corpus, train_v, keypoints, window=cfg.data.window, frame_stride=cfg.data.frame_stride,
+                         cubelet=model_cfg.cubelet, mask_ratio=cfg.mask.ratio)
+
         torch.manual_seed(t.seed)
         model = MSMAE(config=model_cfg).to(info.device)
         if cfg.init:
@@ -260,12 +287,12 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         sched = cosine_with_warmup(opt, warmup_steps=t.warmup_steps, total_steps=t.steps, min_ratio=t.min_lr_ratio)
         step = 0
         if resume:
-            latest = ck.latest_checkpoint(out)
-            if latest is None:
-                log.warning("--resume: no checkpoint in %s; starting from scratch", out)
+            point = ck.load_resume_point(out, device=info.device)  # the newest complete one
+            if point is None:
+                log.warning("--resume: no complete checkpoint in %s; starting from scratch", out)
             else:
-                model.load_state_dict(ck.load_state_dict(latest, device=info.device))
-                st = ck.load_train_state(latest)
+                latest, weights, st = point
+                model.load_state_dict(weights)
                 opt.load_state_dict(st["optimizer"])
                 sched.load_state_dict(st["scheduler"])
                 step = int(st["step"])
@@ -278,16 +305,17 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         ddp = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
             if info.distributed else model
 
-        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=cfg.data.window,
-                           frame_stride=cfg.data.frame_stride, seed=t.seed, rank=info.rank,
+        window, frame_stride = _sampling(corpus, cfg.data.window, cfg.data.frame_stride)
+        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=window,
+                           frame_stride=frame_stride, seed=t.seed, rank=info.rank,
                            world_size=info.world_size)
         start_k, stop_k = step * micro * t.grad_accum, t.steps * micro * t.grad_accum
         batches, data_path = batch_stream(ds, start_k, stop_k, micro, device=info.device,
                                           on_device=cfg.data.on_device, memory_fraction=cfg.data.device_memory_fraction,
                                           num_workers=cfg.data.num_workers)
-        ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, cfg.data.window, t.seed)
-        ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=cfg.data.window,
-                              frame_stride=cfg.data.frame_stride, seed=t.seed)
+        ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, window, t.seed)
+        ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=window,
+                              frame_stride=frame_stride, seed=t.seed)
         mean_xy = mean_baseline_stats(corpus, train_v, keypoints)
 
         writer = None
@@ -392,6 +420,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 "world_size": info.world_size,
                 "data_path": data_path,
                 "videos": {"train": len(train_v), "held_out": len(held_v) if held_v is not train_v else 0},
+                "corpus": str(Path(data).resolve()), "hours": _hours(corpus, train_v, held_v),
                 "model": model_cfg.to_dict(),
                 "mask": {"ratio": cfg.mask.ratio, "mode": cfg.mask.mode},
             }
@@ -399,6 +428,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             writer.add_scalar("eval/mean_baseline_loss", metrics["mean_baseline_loss"], step)
             writer.close()
             ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
             _plot_loss(log_csv, out / "loss.png")
         barrier(info)
         return metrics

@@ -166,7 +166,9 @@ def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_fram
     """A canonical PoseSequence -> a :class:`msmae.data.islr.Clip` of ``layout``: every
     ``frame_stride``-th frame, at most ``max_frames`` frames (uniformly resampled), normalised."""
     from msmae.data.islr import prepare_clip
+    from msmae.poses.timing import stride_for_sequence
 
+    frame_stride = stride_for_sequence(seq.meta, frame_stride)  # a --frame-stride extraction is already strided
     if frame_stride > 1 and seq.num_frames > 1:
         seq = seq.take_frames(np.arange(0, seq.num_frames, frame_stride))
         seq.fps = seq.fps / frame_stride
@@ -216,7 +218,10 @@ def load_split(examples, *, layout, cfg: SltConfig, progress: bool = True, desc:
             results.append(_load_one(j))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=d.load_workers) as pool:
+        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
+
+        with ProcessPoolExecutor(max_workers=d.load_workers, initializer=exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             for r in pool.map(_load_one, jobs, chunksize=16):
                 results.append(r)
                 bar.update(1)
@@ -684,6 +689,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                        "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
                        "lr": peak_lr(cfg), "grad_clip": clip_norm(cfg), "num_beams": cfg.translator.num_beams,
                        "examples": {s: len(v.ids) for s, v in splits.items()}, "excluded": excluded,
+                       "hours": {s: ck.hours((c.num_frames, c.fps) for c in v.clips) for s, v in splits.items()},
                        "targets_cut": cut, "parameters": summary, "epochs": cfg.train.epochs,
                        "train_time_s": res.train_time_s, "sentences_per_s": res.sentences_per_s,
                        "world_size": info.world_size}
@@ -691,6 +697,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                 write_split_outputs(out, splits[report], scored[report][1], metrics)
             else:
                 ck.write_metrics(out, metrics)
+            ck.write_model_card(out / "model", metrics)
         return metrics
     finally:
         cleanup_distributed()
@@ -706,7 +713,7 @@ def add_finetune_arguments(p) -> None:
         "Fine-tune a pre-trained pose encoder with mBART-50 for translation (paper 4.3): tokens fused flat or "
         "per time step (mean), projected into mBART's encoder (trained fully), decoder adapted with LoRA "
         "(r=alpha=32), 20% frame deletion/duplication, AdamW wd 1e-3, cosine with 10-epoch warm-up, lr and "
-        "gradient clipping per appendix table 8 (configs/slt/{p14t,csl_daily,how2sign}.yaml), best epoch on "
+        "gradient clipping per appendix table 8 (--config slt/p14t, slt/csl_daily, slt/how2sign), best epoch on "
         "dev BLEU-4, test scored with beam search. Writes RUN/metrics.json with hypotheses.txt and "
         "references.txt beside it.")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
@@ -833,7 +840,9 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
     except ImportError as e:
         raise CommandError(f"{input_path}: extracting keypoints from a video needs MediaPipe "
                            f"(pip install 'msmae[extract]'): {e}") from None
-    except (PoseDataError, OSError, RuntimeError) as e:
+    except PoseDataError as e:  # its message names the file already
+        raise CommandError(str(e).splitlines()[0]) from None
+    except (OSError, RuntimeError) as e:
         raise CommandError(f"{input_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     beams = getattr(args, "beams", None) or int(cfg_t["num_beams"])
     try:

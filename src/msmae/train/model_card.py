@@ -1,0 +1,226 @@
+"""The model card: ``RUN/model/README.md``, written beside ``config.json`` and ``model.safetensors`` so that the
+folder says what it holds and can be published to a model hub as it is.
+
+It is built from what the folder already records (``config.json``: task, model, layout, resolved task config)
+and, once the run has scored itself, from its final metrics: what the model is (task, streams, size, layout),
+what it was trained on (corpus or dataset, number of videos or examples, hours), the resolved config, the
+final metrics, and the lines of Python that load it. Training tasks call :func:`write_model_card` once when
+the final weights are written and again with the metrics when they are known.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from msmae.utils import atomic_write_text
+
+CARD = "README.md"
+
+_TASKS = {
+    "pretrain": "MS-MAE self-supervised pre-training (masked multi-stream keypoint reconstruction)",
+    "islr": "isolated sign language recognition (ISLR)",
+    "slt": "sign language translation (SLT) with mBART-50 + LoRA",
+}
+_MODES = {"finetune": "fine-tuned ([CLS] token + Linear, all weights trained)",
+          "probe": "linear probe (frozen encoder, mean pooling, one Linear)"}
+# The metrics each task's card shows first (all of metrics.json's scalar figures follow).
+_HEADLINE = {
+    "pretrain": ("steps", "final_loss", "eval_loss", "mean_baseline_loss", "samples_per_s"),
+    "islr": ("split", "top1", "top5", "per_class_top1", "num_examples"),
+    "slt": ("split", "bleu1", "bleu4", "rouge_l", "rouge_l_coco", "bleu4_punct_fixed", "num_examples"),
+}
+
+
+def hours(frames_fps) -> float:
+    """Total duration in hours of ``(frames, fps)`` pairs (pairs without a frame rate count nothing)."""
+    return sum(n / fps for n, fps in frames_fps if fps and fps > 0) / 3600.0
+
+
+def weight_counts(weights: Path) -> dict[str, int]:
+    """Number of values per top-level module (``encoder``, ``decoder``, ``head``, ...) and ``total``,
+    read from the safetensors header only."""
+    from safetensors import safe_open
+
+    counts: dict[str, int] = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for k in f.keys():
+            n = 1
+            for d in f.get_slice(k).get_shape():
+                n *= int(d)
+            top = k.split(".", 1)[0].split("_", 1)[0]  # decoder_blocks, decoder_embed, ... -> decoder
+            counts[top] = counts.get(top, 0) + n
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def write_model_card(model_dir: str | Path, metrics: dict | None = None) -> Path:
+    """(Re)write ``model_dir/README.md`` from ``model_dir/config.json`` (+ the weights' shapes) and ``metrics``
+    (the run's final figures; None while they are not known). Returns the card's path."""
+    from msmae import __version__
+    from msmae.train.checkpoint import CONFIG, WEIGHTS
+
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+    counts = weight_counts(model_dir / WEIGHTS) if (model_dir / WEIGHTS).is_file() else {}
+    text = render_card(meta, metrics, counts, model_dir=str(model_dir), version=__version__)
+    path = model_dir / CARD
+    atomic_write_text(path, text)
+    return path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
+def _duration(h: float) -> str:
+    """0.0081 -> '29 s', 0.5 -> '30.0 min', 12.3 -> '12.3 h'."""
+    return f"{h * 3600:.0f} s" if h < 1 / 60 else f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h"
+
+
+def _n(k: Any, word: str) -> str:
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"
+
+
+def _model_section(meta: dict, counts: dict) -> list[str]:
+    m = meta.get("model", {})
+    tc = meta.get("task_config", {})
+    # The named size describes this encoder only when it was not initialised from another run's.
+    size = tc.get("model", {}).get("size") if tc.get("init") in (None, "", "none") else None
+    layout = meta.get("layout", {})
+    streams = layout.get("streams", [])
+    points = layout.get("points", {})
+    lines = [
+        "## Model",
+        "",
+        f"- **Task:** {_TASKS.get(meta.get('task'), meta.get('task'))}"
+        + (f", {_MODES.get(meta['mode'], meta['mode'])}" if meta.get("mode") else ""),
+        f"- **Streams:** {', '.join(f'{s} ({len(points.get(s, []))} keypoints)' for s in streams)}; "
+        f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout `{m.get('streams', ','.join(streams))}`)",
+        f"- **Encoder:** {_n(m.get('depth'), 'layer')} x {_n(m.get('heads'), 'head')}, width {m.get('dim')}, "
+        f"cubelets of {m.get('cubelet')} frames per token" + (f" (named size `{size}`)" if size else ""),
+    ]
+    if meta.get("task") == "pretrain":
+        lines.append(f"- **Decoder** (pre-training only): {_n(m.get('decoder_depth'), 'layer')} x "
+                     f"{_n(m.get('decoder_heads'), 'head')}, width {m.get('decoder_dim')}")
+    if meta.get("task") == "islr":
+        lines.append(f"- **Classes:** {len(meta.get('classes', []))}; pooling `{meta.get('pooling')}`, "
+                     f"{meta.get('num_frames')} frames per clip")
+    if meta.get("task") == "slt":
+        lines.append(f"- **Translator:** mBART-50 (`{meta.get('mbart')}`, needed to load this model: the folder holds "
+                     f"only the trained parts), target language `{meta.get('language')}`, fusion "
+                     f"`{meta.get('fusion')}`, encoder {'frozen' if meta.get('freeze_encoder') else 'trained'}")
+    if counts:
+        parts = ", ".join(f"{k} {_millions(v)}" for k, v in counts.items() if k != "total")
+        lines.append(f"- **Weights:** {_millions(counts['total'])} values in `model.safetensors` ({parts})")
+    lines.append(f"- **Keypoints per stream** (MediaPipe landmark indices): `{json.dumps(points)}`")
+    return lines + [""]
+
+
+def _data_section(meta: dict, metrics: dict | None) -> list[str]:
+    task = meta.get("task")
+    tc = meta.get("task_config", {})
+    data = tc.get("data", {})
+    mt = metrics or {}
+    lines = ["## Training data", ""]
+    if task == "pretrain":
+        videos = mt.get("videos", {})
+        hrs = mt.get("hours", {})
+        lines.append(f"- **Corpus:** `{mt.get('corpus', 'see metrics.json of the run')}`")
+        if videos:
+            lines.append(f"- **Videos:** {videos.get('train')} for training, {videos.get('held_out')} held out "
+                         f"for the reconstruction check")
+        if hrs:
+            lines.append(f"- **Duration:** {_duration(hrs.get('train', 0))} of video for training, "
+                         f"{_duration(hrs.get('held_out', 0))} held out")
+        lines.append(f"- **Windows:** {data.get('window')} frames, one frame in {data.get('frame_stride')} kept; "
+                     f"mask ratio {tc.get('mask', {}).get('ratio')} (`{tc.get('mask', {}).get('mode')}`)")
+        if tc.get("init"):
+            lines.append(f"- **Continued from:** `{tc['init']}`")
+    else:
+        lang = f", language `{meta.get('language')}`" if meta.get("language") else ""
+        lines.append(f"- **Dataset:** {data.get('dataset')}{lang} (annotations `{data.get('annotations')}`"
+                     + (f", poses `{data.get('poses')}`" if data.get("poses") else "") + ")")
+        ex = mt.get("examples", {})
+        hrs = mt.get("hours", {})
+        if ex:
+            lines.append("- **Examples:** " + ", ".join(
+                f"{s} {n}" + (f" ({_duration(hrs[s])})" if s in hrs else "") for s, n in ex.items()))
+        if mt.get("excluded"):
+            lines.append(f"- **Excluded** (unreadable or empty): {json.dumps(mt['excluded'])}")
+        lines.append(f"- **Initialised from:** `{tc.get('init')}`")
+    if not metrics:
+        lines.append("- The numbers of examples and hours are written here when the run has finished "
+                     "(they are in the run's `metrics.json`).")
+    return lines + [""]
+
+
+def _metrics_section(meta: dict, metrics: dict | None) -> list[str]:
+    lines = ["## Final metrics", ""]
+    if not metrics:
+        return lines + ["Not yet known: this card is rewritten with them when the run has scored itself.", ""]
+    keys = [k for k in _HEADLINE.get(meta.get("task"), ()) if k in metrics]
+    keys += [k for k, v in metrics.items() if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    lines += ["| metric | value |", "| --- | --- |"] + [f"| {k} | {_fmt(metrics[k])} |" for k in keys]
+    sel = metrics.get("selected_on")
+    if isinstance(sel, dict) and sel.get("split"):
+        lines += ["", f"Weights of the epoch with the best validation {sel.get('metric')} (epoch {sel.get('epoch')})."]
+    return lines + [""]
+
+
+def _usage_section(meta: dict, model_dir: str) -> list[str]:
+    task = meta.get("task")
+    lines = ["## Use", "", "```python", "import msmae", f"encoder = msmae.load_encoder({model_dir!r})  "
+             "# MultiStreamEncoder, eval mode: encoder(coords (B,T,K,2), frame_valid (B,T)).tokens", "```", ""]
+    if task == "islr":
+        lines += ["The whole classifier (encoder + head; `meta['classes']` names its outputs):", "", "```python",
+                  "from msmae.tasks.islr import model_from_run",
+                  f"classifier, meta = model_from_run({model_dir!r})", "```", "",
+                  f"From the command line: `msmae predict VIDEO_OR_POSE_FILE --model {model_dir}`.", ""]
+    elif task == "slt":
+        lines += ["The translator (needs the mBART-50 folder named above):", "", "```python",
+                  "from msmae.tasks.slt import model_from_run",
+                  f"translator, tokenizer, meta = model_from_run({model_dir!r})", "```", "",
+                  f"From the command line: `msmae predict VIDEO_OR_POSE_FILE --model {model_dir}`.", ""]
+    else:
+        lines += [f"Fine-tune it: `msmae finetune islr --config wlasl --init {model_dir} ...`; attention maps and "
+                  f"segments: `msmae attention INPUT --model {model_dir} --out DIR`.", ""]
+    return lines
+
+
+def render_card(meta: dict, metrics: dict | None, counts: dict, *, model_dir: str, version: str) -> str:
+    task = meta.get("task", "model")
+    tc = meta.get("task_config", {})
+    what = (metrics or {}).get("corpus") if task == "pretrain" else tc.get("data", {}).get("dataset")
+    title = {"pretrain": "pre-trained encoder", "islr": "sign recognition model", "slt": "translation model"}
+    front = {"library_name": "msmae", "tags": ["msmae", "sign-language", "pose", "keypoints", task]}
+    if task != "pretrain" and tc.get("data", {}).get("dataset"):
+        front["tags"].append(tc["data"]["dataset"])
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+             f"# MS-MAE {title.get(task, task)}" + (f": {Path(str(what)).name}" if what else ""), "",
+             f"Written by msmae {version} on {stamp}. This folder holds `model.safetensors` (weights) and "
+             "`config.json` (model config, keypoint layout, task and its resolved config); it is loadable as it "
+             "is, independent of the run that made it.", ""]
+    lines += _model_section(meta, counts)
+    lines += _data_section(meta, metrics)
+    lines += _metrics_section(meta, metrics)
+    lines += _usage_section(meta, model_dir)
+    lines += ["## Resolved config", "", "The run's full configuration (msmae's defaults + its `--config` + `--set`); "
+              "pass it back with `--config` to train again.", "", "```yaml",
+              yaml.safe_dump(tc, sort_keys=False, allow_unicode=True).strip(), "```", ""]
+    lines += ["## Citation", "",
+              "The method is MS-MAE: Junwen Mo, Duc Minh Vo, Hideki Nakayama. *Improving Sign Language "
+              "Understanding with a Multi-Stream Masked Autoencoder Trained on ASL Videos*. The software that "
+              "trained this model is msmae (see `CITATION.cff` in its repository).", ""]
+    return "\n".join(lines)
