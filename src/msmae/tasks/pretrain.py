@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from msmae.data.windows import ON_DEVICE_CHOICES, WindowDataset, batch_stream  # WindowDataset: re-exported here
 from msmae.tasks.common import ModelSection
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,17 @@ class DataSection:
     holdout_fraction: float = 0.05      # videos held out for the eval loss (chosen by id hash)
     max_holdout_videos: int = 200       # at most this many held-out videos
     eval_windows: int = 128             # held-out windows scored at each evaluation
-    num_workers: int = 2                # DataLoader worker processes per rank
+    num_workers: int = 2                # DataLoader worker processes per rank (worker path)
+    on_device: str = "auto"             # auto | true | false: hold the corpus in device memory, cut batches there
+    device_memory_fraction: float = 0.5  # auto/true: on the device only if it needs <= this share of free memory
 
     def __post_init__(self) -> None:
+        self.on_device = {"yes": "true", "1": "true", "no": "false", "0": "false"}.get(
+            str(self.on_device).lower(), str(self.on_device).lower())
+        if self.on_device not in ON_DEVICE_CHOICES:
+            raise ValueError(f"data.on_device must be auto, true or false, got {self.on_device!r}")
+        if not 0.0 < self.device_memory_fraction <= 1.0:
+            raise ValueError(f"data.device_memory_fraction must be in (0, 1], got {self.device_memory_fraction}")
         if self.window < 1 or self.frame_stride < 1 or self.eval_windows < 1:
             raise ValueError("data.window, data.frame_stride and data.eval_windows must be at least 1")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -109,68 +118,6 @@ def _holdout_split(ids: list[str], fraction: float, max_videos: int) -> tuple[li
     return train, held
 
 
-class WindowDataset(torch.utils.data.Dataset):
-    """Sample k of this rank -> a window of one video.
-
-    Per epoch the training videos are shuffled with (seed, epoch); rank r takes positions
-    r, r + W, r + 2W, ... so ranks read disjoint parts. The window start is drawn from
-    (seed, epoch, video). Output: coords (L, K, 2) float32, present (L, K) bool, frame_valid (L,) bool,
-    with L = window / frame_stride; short videos are padded (frame_valid False).
-    """
-
-    def __init__(self, corpus, videos: list[int], *, keypoints: list[int], window: int, frame_stride: int,
-                 seed: int, rank: int = 0, world_size: int = 1, length: int = 1 << 62):
-        if not videos:
-            raise ValueError("no training videos in the corpus")
-        self.corpus, self.videos, self.keypoints = corpus, list(videos), np.asarray(keypoints)
-        self.window, self.stride, self.seed = window, frame_stride, seed
-        self.rank, self.world = rank, world_size
-        self.per_rank = max(1, math.ceil(len(self.videos) / world_size))
-        self.length = length
-        self.out_len = math.ceil(window / frame_stride)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def locate(self, k: int) -> tuple[int, int]:
-        """Sample k of this rank -> (video index in corpus, window start frame)."""
-        epoch, pos = divmod(k, self.per_rank)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.videos))
-        video = self.videos[perm[(pos * self.world + self.rank) % len(self.videos)]]
-        n = self.corpus.entries[video].length
-        rng = np.random.default_rng([self.seed, epoch, video, 7])
-        start = int(rng.integers(0, n - self.window + 1)) if n > self.window else 0
-        return video, start
-
-    def load(self, video: int, start: int) -> dict[str, torch.Tensor]:
-        c, p = self.corpus.frames(video, start, start + self.window, self.stride)
-        c, p = c[:, self.keypoints], p[:, self.keypoints]
-        n = c.shape[0]
-        coords = np.zeros((self.out_len, len(self.keypoints), 2), np.float32)
-        present = np.zeros((self.out_len, len(self.keypoints)), bool)
-        valid = np.zeros(self.out_len, bool)
-        coords[:n], present[:n], valid[:n] = c, p, True
-        coords[~present] = 0.0
-        return {"coords": torch.from_numpy(coords), "present": torch.from_numpy(present),
-                "frame_valid": torch.from_numpy(valid)}
-
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        return self.load(*self.locate(k))
-
-
-class _FromSampler(torch.utils.data.Sampler):
-    """Indices start, start+1, ... (the data position of a resumed run)."""
-
-    def __init__(self, start: int, stop: int):
-        self.start, self.stop = start, stop
-
-    def __iter__(self):
-        return iter(range(self.start, self.stop))
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-
 def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
     """data.window / data.frame_stride in stored frames of this corpus (see msmae.poses.timing)."""
     from msmae.poses.timing import sampling_for_corpus
@@ -209,10 +156,6 @@ def mean_baseline_stats(corpus, videos: list[int], keypoints: list[int], max_vid
     return (s / np.maximum(c, 1)).astype(np.float32)
 
 
-def _batch(items: list[dict]) -> dict[str, torch.Tensor]:
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
-
-
 @torch.no_grad()
 def evaluate_reconstruction(model, dataset: WindowDataset, windows: list[tuple[int, int]], *, mean_xy: np.ndarray,
                             mask_ratio: float, mask_mode: str, seed: int, device, amp_dtype,
@@ -228,7 +171,8 @@ def evaluate_reconstruction(model, dataset: WindowDataset, windows: list[tuple[i
     sse_model = sse_mean = count = 0.0
     gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + 17)
     for i in range(0, len(windows), batch_size):
-        b = {k: v.to(device) for k, v in _batch([dataset.load(*w) for w in windows[i:i + batch_size]]).items()}
+        vids, starts = zip(*windows[i:i + batch_size])
+        b = {k: x.to(device) for k, x in dataset.load_batch(np.array(vids), np.array(starts)).items()}
         with autocast(device, amp_dtype):
             out = core(b["coords"], b["present"], b["frame_valid"], mask_ratio=mask_ratio, mask_mode=mask_mode,
                        generator=gen)
@@ -369,10 +313,9 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                            frame_stride=frame_stride, seed=t.seed, rank=info.rank,
                            world_size=info.world_size)
         start_k, stop_k = step * micro * t.grad_accum, t.steps * micro * t.grad_accum
-        loader = torch.utils.data.DataLoader(
-            ds, batch_size=micro, sampler=_FromSampler(start_k, stop_k), num_workers=cfg.data.num_workers,
-            collate_fn=_batch, pin_memory=info.device.type == "cuda", drop_last=False,
-            persistent_workers=False, prefetch_factor=4 if cfg.data.num_workers > 0 else None)
+        batches, data_path = batch_stream(ds, start_k, stop_k, micro, device=info.device,
+                                          on_device=cfg.data.on_device, memory_fraction=cfg.data.device_memory_fraction,
+                                          num_workers=cfg.data.num_workers)
         ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, window, t.seed)
         ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=window,
                               frame_stride=frame_stride, seed=t.seed)
@@ -405,7 +348,6 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 ck.write_final_model(out, state_dict=model.state_dict(), config=conf)
 
         model.train()
-        it = iter(loader)
         bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
         recent: list[float] = []
         last_eval: dict = {}
@@ -416,7 +358,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             opt.zero_grad(set_to_none=True)
             loss_acc = torch.zeros((), device=info.device)
             for a in range(t.grad_accum):
-                b = {k: v.to(info.device, non_blocking=True) for k, v in next(it).items()}
+                b = next(batches)
                 gen = torch.Generator(device="cpu").manual_seed(
                     (t.seed * 1_000_003 + step) * 4096 + info.rank * t.grad_accum + a)
                 sync = a == t.grad_accum - 1 or not info.distributed
@@ -477,6 +419,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 "samples_per_s": samples_total / max(train_time, 1e-9) if samples_total else sps,
                 "train_time_s": train_time,
                 "world_size": info.world_size,
+                "data_path": data_path,
                 "videos": {"train": len(train_v), "held_out": len(held_v) if held_v is not train_v else 0},
                 "corpus": str(Path(data).resolve()), "hours": _hours(corpus, train_v, held_v),
                 "model": model_cfg.to_dict(),
