@@ -40,22 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
+from msmae.utils import cpu_model
+
 HERE = Path(__file__).resolve().parent
 FPS = 24.0
 H200_BF16_TFLOPS = 989.0     # dense bf16 peak of one H200 (SXM), the vendor's figure
 TARGET_MFU = 0.4
 H200_HBM_TBS = 4.8           # HBM3e bandwidth of one H200, the vendor's figure
 POOL = 40_000                # frames of pre-generated random walk that videos are cut from
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ------------------------------------------------------------------------------------------ memory

@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from msmae.utils import cpu_model
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -443,18 +445,6 @@ def main(argv: list[str] | None = None) -> int:
                   "the cost per source frame measured on 24 fps 720p clips is assumed at 30 fps too; "
                   "spread over N machines with --shard auto: hours per machine = machine_hours / N"})
     return 0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -156,3 +156,17 @@ def _is_zombie(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state in ("Z", "X")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (for benchmark output: speed figures only compare on one CPU)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
