@@ -331,6 +331,8 @@ def _check_page(drv, page, tmp_path, shot: str, *, video: bool):
     assert not _errors(drv)
     path = tmp_path / shot
     drv.execute_script(view + f".seek({segs[1]['start_frame'] + 3})")
+    if video:  # the picture in the screenshot is the playhead's frame only once the browser has finished seeking
+        _wait(drv, "const v = document.querySelector('video'); return !v.seeking && v.readyState >= 2")
     assert drv.save_screenshot(str(path))
     with Image.open(path) as im:
         assert im.size[0] >= 1000 and np.asarray(im.convert("L")).std() > 10  # not a blank page
