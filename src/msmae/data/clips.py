@@ -3,8 +3,6 @@ them for ISLR training and evaluation (SLT's sentences: :mod:`msmae.data.sentenc
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -83,23 +81,11 @@ def load_clips(examples: Sequence, *, layout, normalize: str = "shoulders", work
                progress: bool = True, desc: str = "clips") -> tuple[list[Clip | None], list[tuple[str, str]]]:
     """Load every example's clip (in ``workers`` processes). Returns the clips (None where one could
     not be used) and the ``(id, reason)`` of each failure (empty clip, unreadable pose file)."""
-    from tqdm import tqdm
+    from msmae.data.common import load_in_workers
 
     jobs = [(e, layout.spec, normalize) for e in examples]
-    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
-    results: list[tuple[Clip | None, str | None]] = []
-    if workers <= 1 or len(jobs) < 8:
-        for j in jobs:
-            results.append(_load_one(j))
-            bar.update(1)
-    else:
-        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
-
-        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-            for r in pool.map(_load_one, jobs, chunksize=16):
-                results.append(r)
-                bar.update(1)
-    bar.close()
+    results: list[tuple[Clip | None, str | None]] = load_in_workers(
+        _load_one, jobs, workers=workers, min_parallel=8, progress=progress, desc=desc)
     clips = [c for c, _ in results]
     problems = [(e.id, err) for e, (_, err) in zip(examples, results) if err is not None]
     return clips, problems

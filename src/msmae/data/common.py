@@ -8,7 +8,7 @@ import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 POSE_SUFFIXES = (".pose", ".npz", ".npy", ".parquet")
 
@@ -134,3 +134,29 @@ def require_columns(path: Path, rows: list[dict], columns: Iterable[str], *, err
     missing = [c for c in columns if c not in have]
     if rows and missing:
         raise error(f"{path}: missing column(s) {missing}; found {sorted(have)}")
+
+
+def load_in_workers(load: Callable, jobs: Sequence, *, workers: int, min_parallel: int, progress: bool, desc: str,
+                    unit: str = "clip") -> list:
+    """``[load(job) for job in jobs]`` with a progress bar, in ``workers`` processes when there are at least
+    ``min_parallel`` jobs (the workers exit if this process is killed); results in the order of ``jobs``."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    from msmae.utils import exit_with_parent
+
+    results = []
+    with tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress) as bar:
+        if workers <= 1 or len(jobs) < min_parallel:
+            for job in jobs:
+                results.append(load(job))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
+                for r in pool.map(load, jobs, chunksize=16):
+                    results.append(r)
+                    bar.update(1)
+    return results

@@ -3,8 +3,6 @@ cap, normalisation), mBART target tokens, and the dataset + collate function the
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -69,24 +67,11 @@ def load_split(examples, *, layout, normalize: str = "shoulders", frame_stride: 
                workers: int = 1, progress: bool = True, desc: str = "poses"):
     """Read the sentences' pose files (in ``workers`` processes) -> (SplitData, [(id, reason)] of the
     examples whose pose file could not be used)."""
-    from tqdm import tqdm
+    from msmae.data.common import load_in_workers
 
     kwargs = dict(normalize=normalize, frame_stride=frame_stride, max_frames=max_frames)
     jobs = [(e, layout.spec, kwargs) for e in examples]
-    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
-    results = []
-    if workers <= 1 or len(jobs) < 16:
-        for j in jobs:
-            results.append(_load_one(j))
-            bar.update(1)
-    else:
-        from msmae.utils import exit_with_parent  # workers must not outlive a killed parent
-
-        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-            for r in pool.map(_load_one, jobs, chunksize=16):
-                results.append(r)
-                bar.update(1)
-    bar.close()
+    results = load_in_workers(_load_one, jobs, workers=workers, min_parallel=16, progress=progress, desc=desc)
     keep = [i for i, (c, _) in enumerate(results) if c is not None]
     problems = [(examples[i].id, err) for i, (_, err) in enumerate(results) if err is not None]
     return SplitData([examples[i].id for i in keep], [examples[i].text for i in keep],
