@@ -5,6 +5,7 @@ command-line reference is generated from msmae's own argparse parsers (sphinx-ar
 reference from the docstrings (autodoc), so neither can drift from the code. Theme: furo.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -40,5 +41,27 @@ def _guarantee_pages(app, docname, source):
         source[0] = source[0].replace("%GUARANTEE_PAGES%", "\n".join(found))
 
 
+def benchmark_results(results: Path) -> str:
+    """Markdown for every result file of ``benchmarks/record.py``: where and when it was measured, the command,
+    and the JSON lines as the benchmark printed them."""
+    parts = []
+    for path in sorted(results.glob("*.jsonl")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        head = lines[0] if lines and lines[0].get("name") == "provenance" else {}
+        machine = f"GPU {head['gpu']}" if head.get("gpu") else f"CPU only: {head.get('cpu', '?')}, {head.get('cores', '?')} cores"
+        parts.append(f"### `{path.stem}`\n\n- date: {head.get('date', 'not recorded')}\n- machine: {machine}\n"
+                     f"- command: `{head.get('command', 'not recorded')}`\n"
+                     f"- versions: Python {head.get('python', '?')}, torch {head.get('torch', '?')}, "
+                     f"msmae {head.get('msmae', '?')}\n- file: `benchmarks/results/{path.name}`\n\n"
+                     "```json\n" + "\n".join(json.dumps(x) for x in lines[1:]) + "\n```\n")
+    return "\n".join(parts) or "No result file has been recorded yet.\n"
+
+
+def _benchmark_results(app, docname, source):
+    if docname == "benchmarks":
+        source[0] = source[0].replace("%BENCHMARK_RESULTS%", benchmark_results(ROOT / "benchmarks" / "results"))
+
+
 def setup(app):
     app.connect("source-read", _guarantee_pages)
+    app.connect("source-read", _benchmark_results)
