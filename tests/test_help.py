@@ -73,6 +73,6 @@ def test_help_example_parses_and_its_set_keys_are_accepted(command, capsys):
         load_config(cls, getattr(args, "config", None) or (args.name if args.command == "configs" else None),
                     args.overrides)
     # every `--set KEY=...` the help mentions is a key of this command's config
-    for item in re.findall(r"--set\s+([\w.]+=\S+?)[\s)]", " ".join(text.split()) + " "):
+    for item in re.findall(r"--set\s+([a-z_]\w*(?:\.\w+)+=\S+?)[\s)]", " ".join(text.split()) + " "):
         assert cls is not None, f"{command}: --set in a command without a config"
         load_config(cls, None, [item])
