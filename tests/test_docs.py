@@ -25,7 +25,7 @@ from conftest import SHARED_DATA
 from msmae.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"^```(\w*)\s*$")
+FENCE = re.compile(r"^```(\S*)\s*$")
 NOTEST = re.compile(r"^<!--\s*notest(?::\s*(.*?))?\s*-->\s*$")
 RUN = ("bash", "python")
 README_LIMIT = 12 * 1024
