@@ -25,6 +25,7 @@ root_doc = "index"
 exclude_patterns = ["_build"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
+smartquotes = False  # "--out" stays two hyphens in commands
 html_theme = "furo"
 html_title = f"msmae {release}"
 autodoc_member_order = "bysource"
