@@ -76,3 +76,8 @@ def test_help_example_parses_and_its_set_keys_are_accepted(command, capsys):
     for item in re.findall(r"--set\s+([a-z_]\w*(?:\.\w+)+=\S+?)[\s)]", " ".join(text.split()) + " "):
         assert cls is not None, f"{command}: --set in a command without a config"
         load_config(cls, None, [item])
+
+
+def test_msmae_help_points_to_the_documentation():
+    text = " ".join(PARSER.format_help().split())
+    assert "msmae COMMAND --help" in text and "docs/index.md" in text and (ROOT / "docs" / "index.md").is_file()

@@ -93,6 +93,10 @@ def epilog(command: str) -> str:
 
 def finish(parser: argparse.ArgumentParser, command: str = "") -> None:
     """Give ``parser`` and every sub-command's parser below it its inputs, example and documentation page."""
+    if not command:
+        parser.epilog = ("`msmae COMMAND --help` explains a command, with an example. documentation: docs/index.md in "
+                         "the msmae source (`make docs` builds the site); the README's recipe goes from your own videos "
+                         "to a fine-tuned model.")
     if command in HELP:
         parser.epilog = epilog(command)
         if parser.formatter_class is argparse.HelpFormatter:
