@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +26,11 @@ from conftest import SHARED_DATA
 from msmae.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"^```(\S*)\s*$")
+FENCE = re.compile(r"^( {0,3})```\s*(.*?)\s*$")  # an opening fence, indented as in a list item, and its info
+CODE_DIRECTIVES = ("{code-block}", "{code}", "{sourcecode}")  # MyST: ```{code-block} bash is a bash block
+# Names a highlighter treats as shell or Python but the runner would silently not run: use bash or python.
+NOT_RUN_ALIASES = {"sh", "shell", "zsh", "console", "shell-session", "bash-session", "py", "python3", "pycon",
+                   "ipython", "ipython3"}
 NOTEST = re.compile(r"^<!--\s*notest(?::\s*(.*?))?\s*-->\s*$")
 RUN = ("bash", "python")
 README_LIMIT = 12 * 1024
@@ -53,12 +58,15 @@ def blocks(path: Path) -> list[Block]:
         if not m:
             i += 1
             continue
-        lang, start = m.group(1), i
+        indent, info = len(m.group(1)), m.group(2).split()
+        lang = info[1] if len(info) > 1 and info[0] in CODE_DIRECTIVES else (info[0] if info else "")
+        start = i
         j = i + 1
-        while j < len(lines) and not lines[j].startswith("```"):
+        while j < len(lines) and lines[j].strip() != "```":
             j += 1
-        note = NOTEST.match(lines[start - 1]) if start else None
-        out.append(Block(str(path.relative_to(REPO)), start + 1, lang, "\n".join(lines[start + 1:j]) + "\n",
+        note = NOTEST.match(lines[start - 1].strip()) if start else None
+        code = "\n".join(line[indent:] if line[:indent].isspace() else line for line in lines[start + 1:j])
+        out.append(Block(path.name if REPO not in path.parents else str(path.relative_to(REPO)), start + 1, lang, code + "\n",
                          None if note is None else (note.group(1) or "")))
         i = j + 1
     return out
@@ -77,6 +85,22 @@ def test_every_notest_gives_a_reason_and_marks_a_runnable_block():
     lines = [line for p in pages() for line in p.read_text(encoding="utf-8").splitlines()]
     assert sum(bool(re.match(r"\s*<!--\s*notest", line)) for line in lines) == sum(b.notest is not None for bs in ALL.values() for b in bs), \
         "a notest comment that is not on the line just before a code block"
+
+
+def test_blocks_are_found_in_lists_and_in_myst_directives(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("1. a step:\n\n   <!-- notest: a reason -->\n   ```bash\n   msmae --version\n   ```\n\n"
+                    "```{code-block} python\nprint(1)\n```\n\n```text\n```bash\n```\n")
+    got = [(b.lang, b.code, b.notest) for b in blocks(page)]
+    assert got == [("bash", "msmae --version\n", "a reason"), ("python", "print(1)\n", None), ("text", "```bash\n", None)]
+
+
+def test_every_code_block_names_a_language_the_runner_understands():
+    for page, bs in ALL.items():
+        for b in bs:
+            assert b.lang, f"{page}:{b.line}: a code block without a language (bash, python, text, yaml, json, ...)"
+            assert b.lang not in NOT_RUN_ALIASES, \
+                f"{page}:{b.line}: ```{b.lang} is never run: write ```bash or ```python (or ```text for output)"
 
 
 def test_readme_is_a_front_door():
@@ -156,6 +180,17 @@ def _env(tmp: Path) -> dict:
     return env
 
 
+def _untouchable() -> dict:
+    """What a page must not change: every file of the shared data (size, mtime, mode) and the checkout's
+    ``git status`` (a block writing into the repository instead of its temporary folder shows there)."""
+    state = {str(p): (st.st_size, st.st_mtime_ns, st.st_mode)
+             for p in sorted(SHARED_DATA.rglob("*")) for st in [p.lstat()]}
+    if (REPO / ".git").exists() and shutil.which("git"):
+        state["git status"] = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
+                                             text=True, capture_output=True).stdout
+    return state
+
+
 @pytest.mark.parametrize("page", RUNNABLE)
 def test_page_runs_as_written(page, tmp_path, monkeypatch, capsys):
     if not SHARED_DATA.is_dir():
@@ -168,6 +203,7 @@ def test_page_runs_as_written(page, tmp_path, monkeypatch, capsys):
     for k in ("MSMAE_DATA", "PATH", "PYTHONPATH", "HOME"):
         monkeypatch.setenv(k, env[k])
     namespace: dict = {"__name__": "__main__"}
+    before = _untouchable()
     for b in ALL[page]:
         if b.lang not in RUN:
             continue
@@ -184,3 +220,6 @@ def test_page_runs_as_written(page, tmp_path, monkeypatch, capsys):
         else:
             exec(compile(b.code, where, "exec"), namespace)
         print(f"{where}: {b.lang} block ran in {time.monotonic() - t0:.1f} s")
+    after = _untouchable()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"{page} changed what it must only read (shared data or the checkout): {changed[:10]}"
