@@ -2,7 +2,8 @@
 
 ``python benchmarks/record.py benchmarks/segmentation.py [ARGS...]`` runs the script with this Python, passes its
 JSON lines through to the terminal and writes ``benchmarks/results/<script>.jsonl``: a first line
-``{"name": "provenance", "date", "command", "cpu", "cores", "gpu", "python", "torch", "msmae"}``, then every
+``{"name": "provenance", "date", "command", "cpu", "cores", "gpu", "load_average", "python", "torch",
+"msmae"}`` (the load average: a shared machine's timings depend on it), then every
 JSON line the script printed, unchanged. The documentation's benchmark page quotes only these files.
 """
 
@@ -37,6 +38,7 @@ def provenance(command: list[str]) -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"name": "provenance", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python"] + command), "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu,
+            "load_average": round(os.getloadavg()[0], 1),
             "python": platform.python_version(), "torch": torch.__version__, "msmae": msmae.__version__}
 
 

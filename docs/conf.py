@@ -49,9 +49,14 @@ def benchmark_results(results: Path) -> str:
     for path in sorted(results.glob("*.jsonl")):
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         head = lines[0] if lines and lines[0].get("name") == "provenance" else {}
-        machine = f"GPU {head['gpu']}" if head.get("gpu") else f"CPU only: {head.get('cpu', '?')}, {head.get('cores', '?')} cores"
-        parts.append(f"### `{path.stem}`\n\n- date: {head.get('date', 'not recorded')}\n- machine: {machine}\n"
-                     f"- command: `{head.get('command', 'not recorded')}`\n"
+        missing = [k for k in ("date", "command", "cpu", "cores", "gpu") if k not in head]
+        if missing:  # a figure without its date, machine and command is not quoted
+            raise ValueError(f"{path}: the first line must be benchmarks/record.py's provenance; missing {missing}")
+        machine = f"GPU {head['gpu']}" if head.get("gpu") else f"CPU only: {head['cpu']}, {head['cores']} cores"
+        if "load_average" in head:
+            machine += f" (load average {head['load_average']} when it started)"
+        parts.append(f"### `{path.stem}`\n\n- date: {head['date']}\n- machine: {machine}\n"
+                     f"- command: `{head['command']}`\n"
                      f"- versions: Python {head.get('python', '?')}, torch {head.get('torch', '?')}, "
                      f"msmae {head.get('msmae', '?')}\n- file: `benchmarks/results/{path.name}`\n\n"
                      "```json\n" + "\n".join(json.dumps(x) for x in lines[1:]) + "\n```\n")
@@ -60,7 +65,7 @@ def benchmark_results(results: Path) -> str:
 
 def _benchmark_results(app, docname, source):
     if docname == "benchmarks":
-        source[0] = source[0].replace("%BENCHMARK_RESULTS%", benchmark_results(ROOT / "benchmarks" / "results"))
+        source[0] = source[0].replace("<!-- BENCHMARK_RESULTS -->", benchmark_results(ROOT / "benchmarks" / "results"))
 
 
 def setup(app):
