@@ -81,3 +81,12 @@ def test_help_example_parses_and_its_set_keys_are_accepted(command, capsys):
 def test_msmae_help_points_to_the_documentation():
     text = " ".join(PARSER.format_help().split())
     assert "msmae COMMAND --help" in text and "docs/index.md" in text and (ROOT / "docs" / "index.md").is_file()
+
+
+@pytest.mark.parametrize("command", sorted(HELP))
+def test_help_speaks_to_users_not_of_how_msmae_was_made(command):
+    from test_docs import ALLOWED, INTERNAL
+
+    text = " ".join(COMMANDS[command].format_help().split())
+    m = INTERNAL.search(ALLOWED.sub("", text))
+    assert not m, f"msmae {command} --help: {m.group(0)!r} is wording from how msmae was made: ...{text[max(0, m.start() - 80):m.end() + 40]}..."
