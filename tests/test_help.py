@@ -89,4 +89,5 @@ def test_help_speaks_to_users_not_of_how_msmae_was_made(command):
 
     text = " ".join(COMMANDS[command].format_help().split())
     m = INTERNAL.search(ALLOWED.sub("", text))
-    assert not m, f"msmae {command} --help: {m.group(0)!r} is wording from how msmae was made: ...{text[max(0, m.start() - 80):m.end() + 40]}..."
+    assert not m, (f"msmae {command} --help: {m.group(0)!r} is wording from how msmae was made: "
+                   f"...{text[max(0, m.start() - 80):m.end() + 40]}...")

@@ -63,7 +63,8 @@ SLT_DATASETS = {
     "how2sign": "--annotations the folder of the re-aligned CSVs (or one of them); whole-video pose files are cut by START/END",
     "manifest": "--annotations a CSV path,text,split[,start,end,id]; paths relative to --poses, else to the CSV's "
                 "folder",
-    "dgs": "--annotations the folder of the DGS Corpus sentence sample ({split}_{i}_metadata.json + '_original.pose)",
+    "dgs": "--annotations the folder of the DGS Corpus sentence sample ({split}_{i}_metadata.json beside "
+           "{split}_{i}_original.pose)",
 }
 
 
