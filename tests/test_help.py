@@ -91,3 +91,10 @@ def test_help_speaks_to_users_not_of_how_msmae_was_made(command):
     m = INTERNAL.search(ALLOWED.sub("", text))
     assert not m, (f"msmae {command} --help: {m.group(0)!r} is wording from how msmae was made: "
                    f"...{text[max(0, m.start() - 80):m.end() + 40]}...")
+
+
+@pytest.mark.parametrize("command", ["finetune islr", "probe", "finetune slt"])
+def test_dataset_help_says_what_each_format_expects(command):
+    action = next(a for a in COMMANDS[command]._actions if "--dataset" in a.option_strings)
+    for name in action.choices:
+        assert f"{name}: --annotations" in action.help, f"msmae {command} --help: --dataset {name} is not explained"
