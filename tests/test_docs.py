@@ -26,7 +26,7 @@ from conftest import SHARED_DATA
 from msmae.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"^( {0,3})```\s*(.*?)\s*$")  # an opening fence, indented as in a list item, and its info
+FENCE = re.compile(r"^( *)```\s*(.*?)\s*$")  # an opening fence (indented inside a list item) and its info
 CODE_DIRECTIVES = ("{code-block}", "{code}", "{sourcecode}")  # MyST: ```{code-block} bash is a bash block
 # Names a highlighter treats as shell or Python but the runner would silently not run: use bash or python.
 NOT_RUN_ALIASES = {"sh", "shell", "zsh", "console", "shell-session", "bash-session", "py", "python3", "pycon",
@@ -66,8 +66,8 @@ def blocks(path: Path) -> list[Block]:
             j += 1
         note = NOTEST.match(lines[start - 1].strip()) if start else None
         code = "\n".join(line[indent:] if line[:indent].isspace() else line for line in lines[start + 1:j])
-        out.append(Block(path.name if REPO not in path.parents else str(path.relative_to(REPO)), start + 1, lang, code + "\n",
-                         None if note is None else (note.group(1) or "")))
+        page = str(path.relative_to(REPO)) if REPO in path.parents else path.name
+        out.append(Block(page, start + 1, lang, code + "\n", None if note is None else (note.group(1) or "")))
         i = j + 1
     return out
 
@@ -90,9 +90,11 @@ def test_every_notest_gives_a_reason_and_marks_a_runnable_block():
 def test_blocks_are_found_in_lists_and_in_myst_directives(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("1. a step:\n\n   <!-- notest: a reason -->\n   ```bash\n   msmae --version\n   ```\n\n"
+                    "   - nested:\n\n     ```python\n     x = 1\n     ```\n\n"
                     "```{code-block} python\nprint(1)\n```\n\n```text\n```bash\n```\n")
     got = [(b.lang, b.code, b.notest) for b in blocks(page)]
-    assert got == [("bash", "msmae --version\n", "a reason"), ("python", "print(1)\n", None), ("text", "```bash\n", None)]
+    assert got == [("bash", "msmae --version\n", "a reason"), ("python", "x = 1\n", None),
+                   ("python", "print(1)\n", None), ("text", "```bash\n", None)]
 
 
 def test_every_code_block_names_a_language_the_runner_understands():
