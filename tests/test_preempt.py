@@ -1,0 +1,148 @@
+"""Pre-emption (issue 23, item 8): a real SIGTERM / SIGUSR1 sent to a running `msmae pretrain` or
+`msmae finetune islr`, alone or under `torchrun` with 2 gloo processes, stops it after the step in flight with
+a checkpoint and exit status 75 (`preempted.json` in the run folder); `--resume` then gives the same per-step
+losses as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from msmae.cli import main
+from msmae.train.preempt import MARKER, PREEMPTED_EXIT
+from test_islr_task import SMALL as ISLR_SMALL
+from test_islr_task import manifest, sets
+from test_pretrain import SMALL, random_walk_corpus
+from test_train_loop import _free_port
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+            str(_free_port()), "-m", "msmae", *args]
+
+
+def alone(*args: str) -> list[str]:
+    return [sys.executable, "-m", "msmae", *args]
+
+
+def run_and_signal(cmd: list[str], ready, sig: signal.Signals, *, target=None) -> subprocess.CompletedProcess:
+    """Start ``cmd``, wait until ``ready()`` (the run has trained some steps), send ``sig`` to ``target(pid)``'s
+    processes (default: the process itself), and wait for it to end."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 240
+    while not ready():
+        assert p.poll() is None, p.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.05)
+    for pid in (target(p.pid) if target else [p.pid]):
+        os.kill(pid, sig)
+    out, err = p.communicate(timeout=240)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def logged_steps(run: Path) -> list[tuple[int, str]]:
+    """(step, loss) rows of a pre-training run's log.csv (losses as written, 6 significant digits)."""
+    f = run / "log.csv"
+    rows = f.read_text().splitlines()[1:] if f.exists() else []
+    return [(int(r.split(",")[0]), r.split(",")[1]) for r in rows if r.count(",") == 3]
+
+
+def rank_of(pid: int) -> int:
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return int(next(e for e in env if e.startswith(b"RANK="))[5:])
+
+
+def workers(pid: int) -> list[int]:
+    """The training processes torchrun ``pid`` started, by rank."""
+    deadline = time.monotonic() + 60
+    while True:
+        kids = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+        if len(kids) == 2 or time.monotonic() > deadline:
+            return sorted(kids, key=rank_of)
+        time.sleep(0.1)
+
+
+def check_stopped(r: subprocess.CompletedProcess, run: Path, sig: signal.Signals, status: int) -> dict:
+    assert r.returncode == status, r.stderr[-3000:]
+    marker = json.loads((run / MARKER).read_text())
+    assert marker["exit_status"] == PREEMPTED_EXIT
+    assert "stopped by" in r.stderr and "--resume" in r.stderr
+    return marker
+
+
+# ------------------------------------------------------------------------------------------ pretrain
+def test_pretrain_sigterm_alone_checkpoints_the_step_and_resumes_exactly(tmp_path):
+    data = random_walk_corpus(tmp_path / "c")
+    args = ["pretrain", "--data", str(data), "--no-progress",
+            *sets(SMALL + ["train.steps=60", "train.checkpoint_every=0"])]
+    run = tmp_path / "part"
+    r = run_and_signal(alone(*args, "--out", str(run)), lambda: len(logged_steps(run)) >= 3, signal.SIGTERM)
+    marker = check_stopped(r, run, signal.SIGTERM, PREEMPTED_EXIT)
+    stopped = marker["step"]
+    assert 3 <= stopped < 60 and (run / "checkpoints" / f"step_{stopped:07d}").is_dir()
+    assert [s for s, _ in logged_steps(run)] == list(range(1, stopped + 1))  # no step lost, none after it
+    assert main([*args, "--out", str(run), "--resume"]) == 0
+    assert not (run / MARKER).exists()
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    assert logged_steps(run) == logged_steps(tmp_path / "full")
+
+
+def test_pretrain_under_torchrun_stops_every_rank_when_one_is_signalled(tmp_path):
+    data = random_walk_corpus(tmp_path / "c")
+    args = ["pretrain", "--data", str(data), "--no-progress",
+            *sets(SMALL + ["train.steps=60", "train.checkpoint_every=0", "model.extra={dim: 32, depth: 1, "
+                           "heads: 2, decoder_dim: 32, decoder_depth: 1, decoder_heads: 2, dropout: 0.1}"])]
+    run = tmp_path / "part"
+    # SIGUSR1 to rank 1 alone: rank 0 learns of it through the all-reduced stop flag, both stop after one step
+    r = run_and_signal(torchrun(*args, "--out", str(run)), lambda: len(logged_steps(run)) >= 3, signal.SIGUSR1,
+                       target=lambda pid: workers(pid)[1:])
+    marker = check_stopped(r, run, signal.SIGUSR1, 1)  # torchrun reports its workers' failure as status 1
+    assert f"exitcode  : {PREEMPTED_EXIT}" in r.stderr
+    stopped = marker["step"]
+    assert (run / "checkpoints" / f"step_{stopped:07d}").is_dir()
+    assert [s for s, _ in logged_steps(run)] == list(range(1, stopped + 1))
+    r = subprocess.run(torchrun(*args, "--out", str(run), "--resume"), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(torchrun(*args, "--out", str(tmp_path / "full")), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert logged_steps(run) == logged_steps(tmp_path / "full")
+
+
+# --------------------------------------------------------------------------------------- fine-tuning
+def islr_args(tmp_path: Path) -> list[str]:
+    man = manifest(tmp_path, per_class=10)  # 16 training clips: 4 steps per epoch
+    return ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",
+            *sets(ISLR_SMALL + ["train.epochs=10", "train.head_dropout=0.3"])]
+
+
+def test_finetune_islr_sigterm_alone_resumes_exactly(tmp_path):
+    args = islr_args(tmp_path)
+    run = tmp_path / "part"
+    r = run_and_signal(alone(*args, "--out", str(run)), lambda: (run / "log.csv").exists(), signal.SIGTERM)
+    marker = check_stopped(r, run, signal.SIGTERM, PREEMPTED_EXIT)
+    assert marker["epoch"] < 10
+    assert main([*args, "--out", str(run), "--resume"]) == 0
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    assert (run / "log.csv").read_text() == (tmp_path / "full" / "log.csv").read_text()
+
+
+def test_finetune_islr_under_torchrun_sigterm_to_the_launcher_resumes_exactly(tmp_path):
+    args = islr_args(tmp_path)
+    run = tmp_path / "part"
+    # torchrun forwards SIGTERM to its workers (and gives them 30 s before SIGKILL)
+    r = run_and_signal(torchrun(*args, "--out", str(run)), lambda: (run / "log.csv").exists(), signal.SIGTERM)
+    marker = check_stopped(r, run, signal.SIGTERM, r.returncode)
+    assert marker["epoch"] < 10 and r.returncode != 0
+    r = subprocess.run(torchrun(*args, "--out", str(run), "--resume"), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(torchrun(*args, "--out", str(tmp_path / "full")), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "log.csv").read_text() == (tmp_path / "full" / "log.csv").read_text()
