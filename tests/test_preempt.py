@@ -146,3 +146,45 @@ def test_finetune_islr_under_torchrun_sigterm_to_the_launcher_resumes_exactly(tm
     r = subprocess.run(torchrun(*args, "--out", str(tmp_path / "full")), env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "log.csv").read_text() == (tmp_path / "full" / "log.csv").read_text()
+
+
+# ------------------------------------------------------------------ the job scripts of docs/cluster.md
+def requeue_scripts() -> list[str]:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text(encoding="utf-8")
+    return [b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "#SBATCH --requeue" in b]
+
+
+def test_cluster_job_scripts_requeue_until_done(tmp_path):
+    """Each job script of docs/cluster.md, run by bash with a fake `srun`, `msmae` and `scontrol` on PATH: a run
+    stopped by a signal (preempted.json written, any status) puts the job back in the queue and ends the job
+    with 0; a finished run ends it with 0 and no requeue; a failure keeps its status and is not re-run."""
+    import re
+    import stat
+
+    scripts = requeue_scripts()
+    assert len(scripts) == 2 and all("--signal=" in s for s in scripts)
+    bindir, home = tmp_path / "bin", tmp_path / "home"
+    bindir.mkdir()
+    (home / "venvs" / "msmae" / "bin").mkdir(parents=True)
+    (home / "venvs" / "msmae" / "bin" / "activate").write_text("")
+    fake_run = ('#!/bin/bash\ncase "$FAKE" in\n  preempted) echo "{}" > "$FAKE_RUN/preempted.json"; exit 1;;\n'
+                '  done) exit 0;;\n  *) exit 3;;\nesac\n')
+    fakes = {"srun": fake_run, "msmae": fake_run,
+             "scontrol": '#!/bin/bash\nif [ "$1" = show ]; then echo node001; else echo "$@" >> "$FAKE_LOG"; fi\n'}
+    for name, body in fakes.items():
+        (bindir / name).write_text(body)
+        (bindir / name).chmod(stat.S_IRWXU)
+    for i, script in enumerate(scripts):
+        for fake, want_status, want_requeue in (("preempted", 0, True), ("done", 0, False), ("fail", 3, False)):
+            run = tmp_path / f"run{i}-{fake}"
+            run.mkdir()
+            body = re.sub(r"^RUN=\S+", f"RUN={run}", script, flags=re.M)
+            log = tmp_path / f"scontrol-{i}-{fake}.log"
+            env = {**ENV, "PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(home), "FAKE": fake,
+                   "FAKE_RUN": str(run), "FAKE_LOG": str(log), "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "n1",
+                   "SLURM_NNODES": "2", "SLURM_GPUS_PER_NODE": "4"}
+            r = subprocess.run(["bash", "-c", body], env=env, capture_output=True, text=True)
+            assert r.returncode == want_status, (i, fake, r.stderr)
+            assert (log.read_text() if log.exists() else "") == ("requeue 4242\n" if want_requeue else ""), (i, fake)
