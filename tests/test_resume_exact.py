@@ -154,6 +154,30 @@ def test_slt_on_real_dgs_sentences_resumes_exactly(tmp_path, monkeypatch):
     assert (tmp_path / "full" / "log.csv").read_text() == (tmp_path / "part" / "log.csv").read_text()
 
 
+@pytest.mark.parametrize("on_device", ["true", "false"])
+def test_pretraining_with_dropout_resumes_exactly_on_either_data_path(tmp_path, on_device):
+    """The pre-training checkpoint holds every generator too; the worker path's DataLoader draws its worker
+    seeds from its own generator, not from the one dropout uses."""
+    import shutil
+
+    from msmae.tasks.pretrain import pretrain
+    from test_pretrain import cfg_of, random_walk_corpus
+
+    data = random_walk_corpus(tmp_path / "c")
+    cfg = cfg_of("train.steps=8", "train.checkpoint_every=4", f"data.on_device={on_device}",
+                 "model.extra={dim: 32, depth: 1, heads: 2, decoder_dim: 32, decoder_depth: 1, decoder_heads: 2, "
+                 "dropout: 0.3}")
+    pretrain(cfg, data, tmp_path / "full", progress=False)
+    run = tmp_path / "part"
+    pretrain(cfg, data, run, progress=False)
+    shutil.rmtree(run / "checkpoints" / "step_0000008")  # as if it had stopped after step 4
+    (run / "checkpoints" / "LATEST").write_text("step_0000004\n")
+    shutil.rmtree(run / "model")
+    pretrain(cfg, data, run, resume=True, progress=False)
+    losses = [[ln.split(",")[:2] for ln in (r / "log.csv").read_text().splitlines()] for r in (tmp_path / "full", run)]
+    assert losses[0] == losses[1] and len(losses[0]) == 9
+
+
 # ---------------------------------------------------------------------------------- 5: seeded per rank
 def _dropout_masks(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist

@@ -250,7 +250,7 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
             if writer is not None and step_no % max(1, t.log_every) == 0:
                 writer.add_scalar("train/loss", lv, step_no)
                 writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step_no)
-            if stop.due():
+            if stop is not None and stop.due():
                 return False
         return True
 
@@ -279,7 +279,7 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
 
     step_no = start_epoch * steps_per_epoch + start_batch
     bar = tqdm(total=total, initial=step_no, desc=desc, unit="step", disable=not (progress and info.is_main))
-    stop = StopRequest(info)
+    stop = StopRequest(info) if out is not None else None  # in memory there is no checkpoint to stop with
     try:
         for epoch in range(start_epoch, t.epochs):
             skip = start_batch if epoch == start_epoch else 0
@@ -298,7 +298,8 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
                                 epoch=epoch + 1, batch=len(losses))
             finish_epoch(epoch)
     finally:
-        stop.close()
+        if stop is not None:
+            stop.close()
         bar.close()
         if writer is not None:
             writer.close()
