@@ -106,7 +106,7 @@ def save_checkpoint(ckpt_dir: str | Path, *, state_dict: dict[str, torch.Tensor]
     ``RUN/checkpoints/last`` and ``RUN/checkpoints/best`` (the checkpoints a fine-tuning run rewrites every
     epoch) are links to a numbered folder (``last-0007``): the new checkpoint goes into a new folder and the
     link is switched in one rename, so at every moment ``last`` is a complete checkpoint. The version before
-    is kept, for ``--resume`` to fall back to should the newest be damaged.
+    of ``last`` is kept, for ``--resume`` to fall back to should the newest be damaged.
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,8 @@ def _save_switched(link: Path, state_dict, config, train_state) -> Path:
         _remove(old)
     _fsync(parent)
     keep = {Path(os.readlink(link)).name} if link.is_symlink() else set()
-    keep |= {p.name for _, p in _versions(link)[-2:]}  # the newest and the one before it
+    if link.name == "last":  # the one before it too: --resume falls back to it should the newest be damaged
+        keep |= {p.name for _, p in _versions(link)[-2:]}
     for _, p in _versions(link):  # older versions, no longer linked
         if p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
