@@ -72,12 +72,12 @@ def test_checkpoint_holds_every_generator_and_loads_weights_only(tmp_path):
     (state,) = st["rng"]  # one process
     assert set(state) >= {"torch", "cuda", "numpy", "python"}
     from msmae.train.rng import set_rng_state
-    set_rng_state(state)
-    a = (torch.rand(3), np.random.random(3).tolist(), random.random())
-    set_rng_state(state)
-    assert (torch.rand(3), np.random.random(3).tolist(), random.random())[1:] == a[1:]
-    set_rng_state(state)
-    assert torch.equal(torch.rand(3), a[0])
+
+    def draws():
+        set_rng_state(state)
+        return torch.rand(3).tolist(), np.random.random(3).tolist(), random.random()
+
+    assert draws() == draws()
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])

@@ -230,8 +230,8 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
 
     t0 = time.perf_counter()
     seen = 0
-    def run_epoch(epoch: int, skip: int, stop) -> bool:
-        """Train on this rank's batches of ``epoch`` after the first ``skip``; False when stopped by a signal."""
+    def run_epoch(epoch: int, stop) -> bool:
+        """Train on this rank's (remaining) batches of ``epoch``; False when stopped by a signal."""
         nonlocal step_no, seen
         for batch in loader:
             with autocast(device, amp):
@@ -290,7 +290,7 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
             net.train()
             if not skip:
                 losses = []
-            epoch_done = run_epoch(epoch, skip, stop)
+            epoch_done = run_epoch(epoch, stop)
             if not epoch_done:
                 save(epoch, False, batch=len(losses))
                 barrier(info)
