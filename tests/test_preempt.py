@@ -71,10 +71,10 @@ def workers(pid: int) -> list[int]:
 
 
 def check_stopped(r: subprocess.CompletedProcess, run: Path, sig: signal.Signals, status: int) -> dict:
-    assert r.returncode == status, r.stderr[-3000:]
+    assert r.returncode == status and (run / MARKER).is_file(), (r.returncode, r.stderr[-3000:])
     marker = json.loads((run / MARKER).read_text())
-    assert marker["exit_status"] == PREEMPTED_EXIT
-    assert "stopped by" in r.stderr and "--resume" in r.stderr
+    assert marker["exit_status"] == PREEMPTED_EXIT and marker["signal"] == sig.name, (marker, r.stderr[-3000:])
+    assert "stopped by" in r.stderr and "--resume" in r.stderr, r.stderr[-3000:]
     return marker
 
 

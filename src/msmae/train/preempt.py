@@ -57,14 +57,12 @@ class StopRequest:
 
     def due(self) -> bool:
         """True (on every rank) once any rank has caught a signal."""
-        flag = self.signal_name is not None
-        if self.info.distributed:
-            t = torch.tensor([int(flag)], dtype=torch.int32)
+        if self.info.distributed:  # the highest signal number caught by any rank (0: none)
+            t = torch.tensor([signal.Signals[self.signal_name].value if self.signal_name else 0], dtype=torch.int32)
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
-            flag = bool(t.item())
-            if flag and self.signal_name is None:
-                self.signal_name = "a signal to another rank"
-        return flag
+            if t.item() and self.signal_name is None:
+                self.signal_name = signal.Signals(int(t.item())).name
+        return self.signal_name is not None
 
     def close(self) -> None:
         """Restore the signal handlers that were there before."""
