@@ -82,12 +82,12 @@ def check_stopped(r: subprocess.CompletedProcess, run: Path, sig: signal.Signals
 def test_pretrain_sigterm_alone_checkpoints_the_step_and_resumes_exactly(tmp_path):
     data = random_walk_corpus(tmp_path / "c")
     args = ["pretrain", "--data", str(data), "--no-progress",
-            *sets(SMALL + ["train.steps=60", "train.checkpoint_every=0"])]
+            *sets(SMALL + ["train.steps=100", "train.checkpoint_every=0"])]
     run = tmp_path / "part"
     r = run_and_signal(alone(*args, "--out", str(run)), lambda: len(logged_steps(run)) >= 3, signal.SIGTERM)
     marker = check_stopped(r, run, signal.SIGTERM, PREEMPTED_EXIT)
     stopped = marker["step"]
-    assert 3 <= stopped < 60 and (run / "checkpoints" / f"step_{stopped:07d}").is_dir()
+    assert 3 <= stopped < 100 and (run / "checkpoints" / f"step_{stopped:07d}").is_dir()
     assert [s for s, _ in logged_steps(run)] == list(range(1, stopped + 1))  # no step lost, none after it
     assert main([*args, "--out", str(run), "--resume"]) == 0
     assert not (run / MARKER).exists()
@@ -98,7 +98,7 @@ def test_pretrain_sigterm_alone_checkpoints_the_step_and_resumes_exactly(tmp_pat
 def test_pretrain_under_torchrun_stops_every_rank_when_one_is_signalled(tmp_path):
     data = random_walk_corpus(tmp_path / "c")
     args = ["pretrain", "--data", str(data), "--no-progress",
-            *sets(SMALL + ["train.steps=60", "train.checkpoint_every=0", "model.extra={dim: 32, depth: 1, "
+            *sets(SMALL + ["train.steps=100", "train.checkpoint_every=0", "model.extra={dim: 32, depth: 1, "
                            "heads: 2, decoder_dim: 32, decoder_depth: 1, decoder_heads: 2, dropout: 0.1}"])]
     run = tmp_path / "part"
     # SIGUSR1 to rank 1 alone: rank 0 learns of it through the all-reduced stop flag, both stop after one step
@@ -118,9 +118,11 @@ def test_pretrain_under_torchrun_stops_every_rank_when_one_is_signalled(tmp_path
 
 # --------------------------------------------------------------------------------------- fine-tuning
 def islr_args(tmp_path: Path) -> list[str]:
+    """ISLR fine-tuning long enough (120 steps) that a signal sent after epoch 1 arrives during training also
+    on a busy machine."""
     man = manifest(tmp_path, per_class=10)  # 16 training clips: 4 steps per epoch
     return ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",
-            *sets(ISLR_SMALL + ["train.epochs=10", "train.head_dropout=0.3"])]
+            *sets(ISLR_SMALL + ["train.epochs=30", "train.head_dropout=0.3"])]
 
 
 def test_finetune_islr_sigterm_alone_resumes_exactly(tmp_path):
@@ -128,7 +130,7 @@ def test_finetune_islr_sigterm_alone_resumes_exactly(tmp_path):
     run = tmp_path / "part"
     r = run_and_signal(alone(*args, "--out", str(run)), lambda: (run / "log.csv").exists(), signal.SIGTERM)
     marker = check_stopped(r, run, signal.SIGTERM, PREEMPTED_EXIT)
-    assert marker["epoch"] < 10
+    assert marker["epoch"] < 30
     assert main([*args, "--out", str(run), "--resume"]) == 0
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     assert (run / "log.csv").read_text() == (tmp_path / "full" / "log.csv").read_text()
@@ -140,7 +142,7 @@ def test_finetune_islr_under_torchrun_sigterm_to_the_launcher_resumes_exactly(tm
     # torchrun forwards SIGTERM to its workers (and gives them 30 s before SIGKILL)
     r = run_and_signal(torchrun(*args, "--out", str(run)), lambda: (run / "log.csv").exists(), signal.SIGTERM)
     marker = check_stopped(r, run, signal.SIGTERM, r.returncode)
-    assert marker["epoch"] < 10 and r.returncode != 0
+    assert marker["epoch"] < 30 and r.returncode != 0
     r = subprocess.run(torchrun(*args, "--out", str(run), "--resume"), env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run(torchrun(*args, "--out", str(tmp_path / "full")), env=ENV, capture_output=True, text=True)
