@@ -57,12 +57,15 @@ class StopRequest:
 
     def due(self) -> bool:
         """True (on every rank) once any rank has caught a signal."""
+        caught = self.signal_name  # read once: a signal may arrive while this runs
+        code = signal.Signals[caught].value if caught else 0
         if self.info.distributed:  # the highest signal number caught by any rank (0: none)
-            t = torch.tensor([signal.Signals[self.signal_name].value if self.signal_name else 0], dtype=torch.int32)
+            t = torch.tensor([code], dtype=torch.int32)
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
-            if t.item() and self.signal_name is None:
-                self.signal_name = signal.Signals(int(t.item())).name
-        return self.signal_name is not None
+            code = int(t.item())
+        if code and self.signal_name is None:
+            self.signal_name = signal.Signals(code).name
+        return code > 0  # the same answer on every rank, whatever arrived after the all-reduce
 
     def close(self) -> None:
         """Restore the signal handlers that were there before."""
