@@ -190,3 +190,27 @@ def test_cluster_job_scripts_requeue_until_done(tmp_path):
             r = subprocess.run(["bash", "-c", body], env=env, capture_output=True, text=True)
             assert r.returncode == want_status, (i, fake, r.stderr)
             assert (log.read_text() if log.exists() else "") == ("requeue 4242\n" if want_requeue else ""), (i, fake)
+
+
+def test_ranks_decide_on_the_all_reduced_flag_alone(monkeypatch):
+    """A signal that arrives while the ranks compare flags counts at the next step boundary on every rank: had
+    the rank that caught it stopped now and the others not, they would wait on each other for ever."""
+    import torch.distributed as dist
+
+    from msmae.train import preempt
+    from msmae.train.distributed import DistInfo
+
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    stop = preempt.StopRequest(DistInfo(rank=0, world_size=2))
+    try:
+        def all_reduce(t, op=None, group=None):  # no rank had a signal when the flags were sent...
+            os.kill(os.getpid(), signal.SIGTERM)  # ...and this rank's arrives before the answer
+            time.sleep(0.01)
+
+        monkeypatch.setattr(dist, "all_reduce", all_reduce)
+        assert stop.signal_name is None and not stop.due()  # agrees with the other rank: not yet
+        assert stop.signal_name == "SIGTERM"
+        monkeypatch.setattr(dist, "all_reduce", lambda t, op=None, group=None: None)
+        assert stop.due()  # the next boundary: every rank sees it
+    finally:
+        stop.close()
