@@ -307,6 +307,9 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                     rng.set_rng_state(st["rng"][info.rank])
                 elif "torch_rng" in st:  # written by an older msmae: rank 0's torch state only
                     torch.set_rng_state(st["torch_rng"])
+                else:
+                    log.warning("--resume: %s was written by %d process(es), this run has %d: its data order and "
+                                "dropout differ from an uninterrupted run's", latest, len(st["rng"]), info.world_size)
                 load_scaler_state(scaler, st.get("scaler"))
                 log.info("resumed from %s at step %d", latest, step)
         if info.is_main:
