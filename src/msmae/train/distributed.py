@@ -23,6 +23,7 @@ class DistInfo:
     world_size: int = 1        # number of processes over all machines
     local_rank: int = 0        # rank on this machine (GPU index)
     device: torch.device = torch.device("cpu")
+    local_world_size: int = 1  # processes on this machine (they share its host memory)
 
     @property
     def is_main(self) -> bool:
@@ -58,7 +59,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
             torch.cuda.set_device(dev)
         dist.init_process_group(backend=backend)
         log.info("process group: backend=%s rank=%d/%d local_rank=%d device=%s", backend, rank, world, local, dev)
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev,
+                    local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def cleanup_distributed() -> None:
