@@ -75,7 +75,7 @@ class TrainSection:
     select_metric: str = "top1"         # validation metric choosing the best epoch: top1 | top5 (Slovo)
     eval_every: int = 1                 # epochs between validations
     eval_batch_size: int = 256          # clips per evaluation batch
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 (loss scaled) | fp32
+    precision: str = "auto"             # auto (bf16 on GPUs with native bf16, else fp32) | bf16 | fp16 (loss scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     log_every: int = 20                 # steps between TensorBoard points
