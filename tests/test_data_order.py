@@ -7,24 +7,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from test_pretrain import SMALL, cfg_of, random_walk_corpus
+from test_pretrain import SMALL, cfg_of, free_port, random_walk_corpus
 from test_windows import walks
 
 from msmae.corpus import PackedCorpus
 from msmae.data.sampling import DrawPlan, windows_per_video
 from msmae.data.windows import WindowDataset
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_of_part(part: np.ndarray, videos: np.ndarray) -> np.ndarray:
@@ -152,7 +145,7 @@ def test_four_gloo_ranks_record_independent_complete_data_order(tmp_path):
                                                "train.record_batches=true", "train.log_every=3"]), [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "4", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "msmae", "pretrain", "--data", str(data), "--out", str(out),
+           "--master_port", str(free_port()), "-m", "msmae", "pretrain", "--data", str(data), "--out", str(out),
            "--no-progress", *sets]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

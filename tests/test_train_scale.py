@@ -5,6 +5,9 @@ checkpoint steps, and the host-memory budget of CPU ranks sharing a machine."""
 from __future__ import annotations
 
 import csv
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +121,39 @@ def test_cpu_ranks_on_one_machine_share_its_memory(tmp_path, monkeypatch, caplog
     assert "divided among the 4 processes" in caplog.text
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert init_distributed("cpu").local_world_size == 4
+
+
+def _islr_rank(rank: int, world: int, port: int, man: str, out: str, record: str) -> None:
+    """One rank of a gloo ISLR run that records which splits it read clips of."""
+    import msmae.data.islr as islr_data
+    from msmae.cli import main
+    from test_islr_task import SMALL as ISLR_SMALL
+    from test_islr_task import sets
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    real, read = islr_data.load_clips, []
+
+    def recording(examples, **kw):
+        read.append(kw.get("desc"))
+        return real(examples, **kw)
+
+    islr_data.load_clips = recording
+    code = main(["finetune", "islr", "--annotations", man, "--init", "none", "--out", out, "--no-progress",
+                 *sets(ISLR_SMALL + ["train.epochs=2"])])
+    Path(record, f"rank{rank}.json").write_text(json.dumps({"code": code, "read": read}))
+
+
+def test_islr_under_two_ranks_reads_val_and_test_clips_on_rank_0_only(tmp_path):
+    import torch.multiprocessing as mp
+    from test_islr_task import manifest
+    from test_pretrain import free_port
+
+    man = manifest(tmp_path)
+    mp.spawn(_islr_rank, args=(2, free_port(), str(man), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [g["code"] for g in got] == [0, 0]
+    assert got[0]["read"] == ["read train", "read val", "read test"] and got[1]["read"] == ["read train"]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["split"] == "test" and m["selected_on"]["split"] == "val"
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3          # header + 2 validated epochs
