@@ -1,9 +1,10 @@
 """MS-MAE pre-training (paper 4.1): windows from a packed corpus, masked reconstruction, AdamW with
 warm-up + cosine, checkpoints, exact resume, torchrun/DDP.
 
-Exact resume: the sample drawn at global position k (per rank) and the mask of step s are pure
-functions of (seed, k) and (seed, s, rank), so a resumed run sees the same data and masks as an
-uninterrupted one; model, optimiser, scheduler and RNG states come from the checkpoint.
+Exact resume: the window drawn at position k of a rank (:mod:`msmae.data.sampling`: a seeded random
+partition of the videos over the ranks, each rank's own (seed, epoch, rank) order) and the mask of step s
+are pure functions of (seed, k, rank, world size) and (seed, s, rank), so a resumed run sees the same data
+and masks as an uninterrupted one; model, optimiser, scheduler and RNG states come from the checkpoint.
 """
 
 from __future__ import annotations
