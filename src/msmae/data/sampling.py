@@ -78,7 +78,8 @@ class DrawPlan:
         self._epochs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def epoch(self, epoch: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
-        """(video of each shuffled slot, its window start) of one rank's epoch (cached for the current and next epoch of every rank)."""
+        """(video of each shuffled slot, its window start) of one rank's epoch (cached: the current and the next
+        epoch of every rank)."""
         key = (epoch, rank)
         if key not in self._epochs:
             part = self.parts[rank]

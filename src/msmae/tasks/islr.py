@@ -75,7 +75,7 @@ class TrainSection:
     select_metric: str = "top1"         # validation metric choosing the best epoch: top1 | top5 (Slovo)
     eval_every: int = 1                 # epochs between validations
     eval_batch_size: int = 256          # clips per evaluation batch
-    precision: str = "auto"             # auto (bf16 on GPUs with native bf16, else fp32) | bf16 | fp16 (loss scaled) | fp32
+    precision: str = "auto"             # auto (native bf16 GPUs: bf16, else fp32) | bf16 | fp16 (scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     log_every: int = 20                 # steps between TensorBoard points
@@ -312,9 +312,9 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, out / "config.yaml")
-        log.info("%s: %d classes, train %d, val %d, test %d clips; %d trainable parameters", cfg.mode, len(classes),
-                 *(len(splits[s].ids) if s in splits else 0 for s in ("train", "val", "test")),
-                 model.trainable_parameters())
+            log.info("%s: %d classes, train %d, val %d, test %d clips; %d trainable parameters", cfg.mode,
+                     len(classes), *(len(splits[s].ids) if s in splits else 0 for s in ("train", "val", "test")),
+                     model.trainable_parameters())
         res = fit(model, make_dataset(splits["train"], cfg, train=True), train=cfg.train,
                   val_ds=make_dataset(splits["val"], cfg, train=False) if "val" in splits else None, info=info,
                   out=out, ckpt_config=conf, resume=resume, num_workers=cfg.data.num_workers, progress=progress,

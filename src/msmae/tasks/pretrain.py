@@ -81,7 +81,7 @@ class TrainSection:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas (paper)
     weight_decay: float = 0.05          # AdamW weight decay (paper: unstated; MAE's value)
     grad_clip: float = 0.0              # max gradient norm, 0 = off
-    precision: str = "auto"             # auto (bf16 on GPUs with native bf16, else fp32) | bf16 | fp16 (loss scaled) | fp32
+    precision: str = "auto"             # auto (native bf16 GPUs: bf16, else fp32) | bf16 | fp16 (scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     checkpoint_every: int = 1000        # steps between checkpoints (0 = only at the end)

@@ -101,10 +101,10 @@ def all_gather_objects(obj, info: DistInfo) -> list:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """``auto``: bf16 on a CUDA GPU with native bf16 (compute capability 8.0 or later: A100, H100, RTX 30xx and
-    newer), fp32 elsewhere (V100 and T4 only emulate bf16, slowly; choose ``fp16`` there); ``bf16``: bf16 autocast (CUDA, or a CPU with
-    bf16 support); ``fp16``: fp16 autocast, with the loss scaled by the training loops
-    (:mod:`msmae.train.amp`; for GPUs without bf16 such as V100 or T4); ``fp32``: no autocast. Returns the
-    autocast dtype or None."""
+    newer), fp32 elsewhere (V100 and T4 only emulate bf16, slowly; choose ``fp16`` there);
+    ``bf16``: bf16 autocast (CUDA, or a CPU with bf16 support); ``fp16``: fp16 autocast, with the loss scaled
+    by the training loops (:mod:`msmae.train.amp`; for GPUs without bf16 such as V100 or T4); ``fp32``: no
+    autocast. Returns the autocast dtype or None."""
     if precision == "fp32":
         return None
     if precision == "auto":
