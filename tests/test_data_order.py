@@ -83,6 +83,40 @@ def test_by_length_draws_in_proportion_to_length_and_spreads_over_a_long_video()
         DrawPlan(np.arange(5), lengths, window=64, seed=0, sampling="uniform")
 
 
+@pytest.mark.parametrize("sampling", ["per_video", "by_length"])
+def test_recorded_rows_are_the_windows_each_rank_reads_on_every_path(tmp_path, sampling):
+    """Rank 0 alone writes batches.jsonl: its row for rank r at a step must be the windows rank r's own data path
+    cuts at that step (from a resumed position, over epoch ends), in the main process, in a DataLoader worker
+    and device-resident."""
+    import torch
+    from test_windows import assert_same
+
+    from msmae.data.batch_log import BatchLog
+    from msmae.data.windows import batch_stream
+
+    corpus = walks(tmp_path / "c", n=13)
+    kw = dict(keypoints=list(range(48)), window=64, frame_stride=2, seed=5, world_size=3, sampling=sampling)
+    ds = [WindowDataset(corpus, list(range(1, 13)), rank=r, **kw) for r in range(3)]
+    micro, accum, first, last = 2, 3, 2, 9                      # steps 2..9 (resumed after step 1)
+    log = BatchLog(tmp_path, WindowDataset(corpus, list(range(1, 13)), rank=0, **kw).plan, per_step=micro * accum)
+    rows = {s: log.rows(s) for s in range(first, last + 1)}
+    log.close()
+    assert all(len(row["videos"]) == micro * accum for s in rows for row in rows[s])
+    assert (last - first + 1) * micro * accum > 2 * ds[0].per_rank        # crosses epoch ends
+    for r in range(3):
+        want = [ds[r].load_batch(np.array(rows[s][r]["videos"][i:i + micro]),
+                                 np.array(rows[s][r]["starts"][i:i + micro]))
+                for s in rows for i in range(0, micro * accum, micro)]
+        for on_device, workers in (("true", 0), ("false", 0), ("false", 1)):
+            got, path = batch_stream(ds[r], (first - 1) * micro * accum, last * micro * accum, micro,
+                                     device=torch.device("cpu"), on_device=on_device, num_workers=workers)
+            assert path == ("device" if on_device == "true" else "workers")
+            got = list(got)
+            assert len(got) == len(want)
+            for a, b in zip(got, want):
+                assert_same(a, b)
+
+
 def test_sampling_setting_is_checked_and_reaches_the_run(tmp_path):
     from msmae.config import ConfigError, load_config
     from msmae.tasks.pretrain import PretrainConfig, pretrain
@@ -103,13 +137,16 @@ def test_sampling_setting_is_checked_and_reaches_the_run(tmp_path):
                                            for i in range(2)]
 
 
-def test_record_batches_resume_keeps_each_step_once(tmp_path):
+@pytest.mark.parametrize("sampling, on_device", [("per_video", "auto"), ("by_length", "false")])
+def test_record_batches_resume_keeps_each_step_once(tmp_path, sampling, on_device):
     """A run cut after its step-4 checkpoint (with rows of later steps and a torn last line left behind)
-    and resumed writes the same batches.jsonl as an uninterrupted run; off by default."""
+    and resumed writes the same batches.jsonl and losses as an uninterrupted run, on either data path and
+    either sampling; off by default."""
     from msmae.tasks.pretrain import pretrain
 
     data = random_walk_corpus(tmp_path / "c")
-    sets = ("train.steps=7", "train.checkpoint_every=4", "train.grad_accum=2", "train.record_batches=true")
+    sets = ("train.steps=7", "train.checkpoint_every=4", "train.grad_accum=2", "train.record_batches=true",
+            f"data.sampling={sampling}", f"data.on_device={on_device}")
     pretrain(cfg_of(*sets), data, tmp_path / "full", progress=False)
     full = (tmp_path / "full" / "batches.jsonl").read_text()
     rows = [json.loads(ln) for ln in full.splitlines()]
@@ -126,6 +163,9 @@ def test_record_batches_resume_keeps_each_step_once(tmp_path):
         f.write('{"step": 8, "rank": 0, "vid')                               # a row torn by the crash
     pretrain(cfg_of(*sets), data, run, resume=True, progress=False)
     assert (run / "batches.jsonl").read_text() == full
+    losses = [ln.split(",")[:2] for ln in (tmp_path / "full" / "log.csv").read_text().splitlines()]
+    assert [ln.split(",")[:2] for ln in (run / "log.csv").read_text().splitlines()] == losses
+    assert len(losses) == 8                                                  # header + every step (log_every 1)
     pretrain(cfg_of("train.steps=1", "train.checkpoint_every=0"), data, tmp_path / "off", progress=False)
     assert not (tmp_path / "off" / "batches.jsonl").exists()
 
