@@ -93,6 +93,28 @@ def test_loss_is_synchronised_only_at_log_and_checkpoint_steps(tmp_path, monkeyp
     assert every["final_loss"] == per_step[-1]
 
 
+def test_loss_window_is_no_longer_than_the_run(tmp_path, monkeypatch):
+    """A log_every far beyond train.steps (logging only at the end) must not allocate a ring of log_every
+    losses on the device (one per step of the run is enough)."""
+    import msmae.train.loss_window as lw
+    from msmae.tasks.pretrain import pretrain
+
+    sizes, real = [], lw.LossWindow
+
+    class Recording(real):
+        def __init__(self, size, device):
+            sizes.append(size)
+            assert size <= 3, f"a ring of {size} losses for a 3-step run"
+            super().__init__(size, device)
+
+    monkeypatch.setattr(lw, "LossWindow", Recording)
+    data = random_walk_corpus(tmp_path / "c")
+    m = pretrain(cfg_of("train.steps=3", "train.checkpoint_every=0", f"train.log_every={10 ** 12}"), data,
+                 tmp_path / "r", progress=False)
+    assert sizes == [3] and np.isfinite(m["final_loss"])
+    assert _losses(tmp_path / "r" / "log.csv").keys() == {3}
+
+
 def test_non_finite_loss_is_still_caught(tmp_path):
     from msmae.tasks.pretrain import pretrain
 

@@ -356,7 +356,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
 
         model.train()
         bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
-        losses = LossWindow(t.log_every, info.device)   # read (all ranks, one sync) at log and checkpoint steps
+        # read (all ranks, one sync) at log and checkpoint steps; never more steps than the run has
+        losses = LossWindow(min(t.log_every, t.steps), info.device)
         recent = np.zeros(0)
         last_eval: dict = {}
         t_window, n_window = time.perf_counter(), 0
