@@ -117,6 +117,18 @@ def test_recorded_rows_are_the_windows_each_rank_reads_on_every_path(tmp_path, s
                 assert_same(a, b)
 
 
+def test_plan_caches_only_neighbouring_epochs_of_each_rank():
+    """A long run walks many epochs: a rank's process keeps the epochs next to its position, not every epoch it
+    has drawn (rank 0's batch log asks for every rank, which keeps two epochs of each)."""
+    plan = DrawPlan(np.arange(50), np.full(50, 100), window=64, seed=0, world_size=4)
+    for k in range(0, 40 * plan.per_rank, 5):
+        plan.locate_many(np.arange(k, k + 5), 1)
+    assert sorted(plan._epochs) == [(38, 1), (39, 1)]
+    for r in range(4):
+        plan.locate_many(np.arange(40 * plan.per_rank - 2, 40 * plan.per_rank + 2), r)
+    assert sorted(plan._epochs) == sorted([(39, r) for r in range(4)] + [(40, r) for r in range(4)])
+
+
 def test_sampling_setting_is_checked_and_reaches_the_run(tmp_path):
     from msmae.config import ConfigError, load_config
     from msmae.tasks.pretrain import PretrainConfig, pretrain

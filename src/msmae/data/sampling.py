@@ -78,8 +78,8 @@ class DrawPlan:
         self._epochs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def epoch(self, epoch: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
-        """(video of each shuffled slot, its window start) of one rank's epoch (cached: the current and the next
-        epoch of every rank)."""
+        """(video of each shuffled slot, its window start) of one rank's epoch (cached: of each rank, the epochs
+        next to the one asked for last, so that a batch across an epoch end finds both)."""
         key = (epoch, rank)
         if key not in self._epochs:
             part = self.parts[rank]
@@ -93,8 +93,8 @@ class DrawPlan:
             starts = np.floor((stratum + u) * room / counts[slot_video]).astype(np.int64)
             starts = np.minimum(starts, room - 1)
             perm = np.random.default_rng([self.seed, _ORDER, epoch, rank]).permutation(len(slot_video))
-            if len(self._epochs) >= 2 * self.world + 2:   # this epoch and the next, of every rank
-                self._epochs.pop(min(self._epochs))
+            for old in [k for k in self._epochs if k[1] == rank and abs(k[0] - epoch) > 1]:
+                del self._epochs[old]                      # keep this rank's neighbouring epochs only
             self._epochs[key] = (part[slot_video[perm]], starts[perm])
         return self._epochs[key]
 
