@@ -1,9 +1,10 @@
 """Which window each rank draws at each position of pre-training: the data order at scale.
 
 - **Partition.** The training videos are split between the W ranks once per run by a seeded random partition
-  (a permutation of the videos from ``seed``, each video in turn given to the rank with the fewest windows so
-  far; with one window per video that is ``permutation[r::W]``). A rank's part never changes during a run, so
-  the device-resident path holds only that part.
+  (videos with more windows first, those with equal counts in the order of a permutation drawn from ``seed``;
+  each in turn goes to the rank with the fewest windows so far; with one window per video that is
+  ``permutation[r::W]``). A rank's part never changes during a run, so the device-resident path holds only
+  that part.
 - **Order.** Each epoch, a rank shuffles its own windows with a generator seeded by ``(seed, epoch, rank)``:
   the ranks' draws are independent of each other (no lock-step, no block of neighbouring videos per batch).
 - **Windows per epoch** (``data.sampling``): ``per_video`` draws one window per video per epoch;
@@ -42,14 +43,18 @@ def windows_per_video(lengths: np.ndarray, window: int, sampling: str) -> np.nda
 def partition(videos: np.ndarray, counts: np.ndarray, world_size: int, seed: int) -> list[np.ndarray]:
     """Seeded random partition of ``videos`` into ``world_size`` parts balanced by window count.
 
-    Videos are taken in the order of a permutation drawn from ``seed``; each goes to the part with the fewest
-    windows so far (ties: the lowest rank). Each part is returned in corpus order. A rank left without a
-    video (fewer videos than ranks) gets the video at position ``rank % len(videos)`` of ``videos``."""
-    videos = np.asarray(videos, np.int64)
+    Videos are taken by decreasing window count, those of equal count in the order of a permutation drawn from
+    ``seed``; each goes to the part with the fewest windows so far (ties: the lowest rank). Placing the long
+    videos first keeps the parts within a few windows of each other when a corpus mixes long recordings with
+    short clips (in random order, a long video drawn late overshoots its part: the other parts would repeat
+    windows to keep batches equal). Each part is returned in corpus order. A rank left without a video (fewer
+    videos than ranks) gets the video at position ``rank % len(videos)`` of ``videos``."""
+    videos, counts = np.asarray(videos, np.int64), np.asarray(counts, np.int64)
     order = np.random.default_rng([seed, _PARTITION]).permutation(len(videos))
     if (counts == 1).all():
         parts = [np.sort(videos[order[r::world_size]]) for r in range(world_size)]
     else:
+        order = order[np.argsort(-counts[order], kind="stable")]
         heap = [(0, r) for r in range(world_size)]
         owner = np.empty(len(videos), np.int64)
         for j in order:
