@@ -24,9 +24,9 @@ from msmae.data.sampling import DrawPlan
 FILE = "batches.jsonl"
 
 
-def _kept_rows(path: Path, upto: int) -> list[str]:
-    """Complete rows of an earlier ``batches.jsonl`` with step <= ``upto`` (a torn last line is dropped)."""
-    keep = []
+def _kept_rows(path: Path, upto: int):
+    """Complete rows of an earlier ``batches.jsonl`` with step <= ``upto`` (a torn last line is dropped), one
+    at a time (the file of a long run is large)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
@@ -34,8 +34,7 @@ def _kept_rows(path: Path, upto: int) -> list[str]:
             except ValueError:
                 continue
             if line.endswith("\n") and isinstance(row, dict) and int(row.get("step", upto + 1)) <= upto:
-                keep.append(line)
-    return keep
+                yield line
 
 
 class BatchLog:
@@ -45,12 +44,13 @@ class BatchLog:
     ``start_step``: the step the run starts from (0, or the checkpoint it resumes from)."""
 
     def __init__(self, run: str | Path, plan: DrawPlan, *, per_step: int, start_step: int = 0):
-        from msmae.utils import atomic_write_text
+        from msmae.utils import atomic_path
 
         self.path = Path(run) / FILE
         self.plan, self.per_step = plan, per_step
-        kept = _kept_rows(self.path, start_step) if start_step and self.path.exists() else []
-        atomic_write_text(self.path, "".join(kept))
+        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            if start_step and self.path.exists():
+                out.writelines(_kept_rows(self.path, start_step))
         self._f = open(self.path, "a", encoding="utf-8")
 
     def rows(self, step: int) -> list[dict]:
