@@ -117,12 +117,12 @@ def test_pretrain_under_torchrun_stops_every_rank_when_one_is_signalled(tmp_path
 
 
 # --------------------------------------------------------------------------------------- fine-tuning
-def islr_args(tmp_path: Path) -> list[str]:
+def islr_args(tmp_path: Path, num_workers: int = 0) -> list[str]:
     """ISLR fine-tuning long enough (120 steps) that a signal sent after epoch 1 arrives during training also
     on a busy machine."""
     man = manifest(tmp_path, per_class=10)  # 16 training clips: 4 steps per epoch
     return ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",
-            *sets(ISLR_SMALL + ["train.epochs=30", "train.head_dropout=0.3"])]
+            *sets(ISLR_SMALL + ["train.epochs=30", "train.head_dropout=0.3", f"data.num_workers={num_workers}"])]
 
 
 def test_finetune_islr_sigterm_alone_resumes_exactly(tmp_path):
@@ -137,9 +137,10 @@ def test_finetune_islr_sigterm_alone_resumes_exactly(tmp_path):
 
 
 def test_finetune_islr_under_torchrun_sigterm_to_the_launcher_resumes_exactly(tmp_path):
-    args = islr_args(tmp_path)
+    args = islr_args(tmp_path, num_workers=1)
     run = tmp_path / "part"
-    # torchrun forwards SIGTERM to its workers (and gives them 30 s before SIGKILL)
+    # torchrun forwards SIGTERM to the process group of each of its workers (and gives them 30 s before SIGKILL):
+    # the DataLoader worker processes get it too and must leave it to the training process
     r = run_and_signal(torchrun(*args, "--out", str(run)), lambda: (run / "log.csv").exists(), signal.SIGTERM)
     marker = check_stopped(r, run, signal.SIGTERM, r.returncode)
     assert marker["epoch"] < 30 and r.returncode != 0
@@ -214,3 +215,36 @@ def test_ranks_decide_on_the_all_reduced_flag_alone(monkeypatch):
         assert stop.due()  # the next boundary: every rank sees it
     finally:
         stop.close()
+
+
+def _children() -> set[int]:
+    return {int(c) for t in Path("/proc/self/task").iterdir() for c in (t / "children").read_text().split()}
+
+
+def test_dataloader_workers_leave_sigterm_and_sigusr1_to_the_training_process(tmp_path):
+    """Schedulers signal every process of a job, and torchrun signals each worker's whole process group: the
+    DataLoader workers of the fine-tuning loop and of pre-training's worker path ignore SIGTERM and SIGUSR1, so
+    the training process finishes its step instead of failing on a dead worker."""
+    import torch
+
+    import msmae.data.windows as win
+    from msmae.train.loop import train_loader
+    from test_train_loop import Pairs
+    from test_windows import walks
+
+    corpus = walks(tmp_path / "c", n=4)
+    ds = win.WindowDataset(corpus, [0, 1, 2, 3], keypoints=list(range(48)), window=64, frame_stride=2, seed=0)
+    loader = train_loader(Pairs(64), batch_size=2, seed=0, num_workers=1)
+    loader.sampler.set_epoch(0)
+    streams = {"fine-tuning": lambda: iter(loader),
+               "pre-training": lambda: win.batch_stream(ds, 0, 64, 2, device=torch.device("cpu"), on_device="false",
+                                                        num_workers=1)[0]}
+    for what, start in streams.items():
+        before = _children()
+        batches = start()
+        next(batches)  # the worker has started and delivered
+        (worker,) = _children() - before
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            os.kill(worker, sig)
+        time.sleep(0.5)  # a worker that did not ignore them is dead by now
+        assert len([b for b in batches]) > 0, what  # the rest of the batches, from the same worker

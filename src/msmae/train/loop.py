@@ -97,10 +97,13 @@ def train_loader(dataset, *, batch_size: int, seed: int, num_workers: int = 0, r
     """The training DataLoader of the loop: this rank's shuffled part of every epoch (call
     ``loader.sampler.set_epoch(e)``), ``(epoch, index)`` keys, persistent workers, its own generator for the
 workers' seeds (``loader.generator``; reseed it per epoch)."""
+    from msmae.utils import leave_stop_signals_to_parent
+
     sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
                                        num_workers=num_workers, pin_memory=pin_memory, drop_last=False,
-                                       persistent_workers=num_workers > 0, generator=torch.Generator())
+                                       persistent_workers=num_workers > 0, generator=torch.Generator(),
+                                       worker_init_fn=leave_stop_signals_to_parent)
 
 
 def write_log(path: Path, history: list[dict], names: Sequence[str]) -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from msmae.utils import STOP_SIGNALS as SIGNALS
+
 log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 75                 # EX_TEMPFAIL (sysexits.h): stopped by a signal after a checkpoint; resume
-SIGNALS = ("SIGTERM", "SIGUSR1")
 MARKER = "preempted.json"
 
 
