@@ -231,15 +231,16 @@ def test_a_damaged_last_falls_back_to_the_version_before(tmp_path):
     assert (run / "checkpoints" / "best" / ck.WEIGHTS).read_bytes() == best_before
 
 
-def test_a_restart_never_replaces_a_best_it_did_not_beat(tmp_path):
+@pytest.mark.parametrize("eval_before", [False, True])
+def test_a_restart_never_replaces_a_best_it_did_not_beat(tmp_path, eval_before):
     run = tmp_path / "r"
-    fit(run, epochs=3, scores=SCORES)
+    fit(run, epochs=3, scores=SCORES, eval_before=eval_before)
     best_before = (run / "checkpoints" / "best" / ck.WEIGHTS).read_bytes()
     for p in (run / "checkpoints").iterdir():  # every `last` unreadable: the run starts over
         if p.name.startswith("last-"):
             (p / ck.WEIGHTS).write_bytes(b"damaged")
-    res = fit(run, epochs=2, scores=SCORES, resume=True)
-    assert [r["epoch"] for r in res.history] == [1, 2]
+    res = fit(run, epochs=2, scores=SCORES, resume=True, eval_before=eval_before)  # epoch 0 scores 0.0
+    assert [r["epoch"] for r in res.history] == [0, 1, 2][0 if eval_before else 1:]
     assert res.best_epoch == 2 and res.best_score == 0.9  # the earlier best (0.9) was not beaten by 0.5, 0.9
     assert (run / "checkpoints" / "best" / ck.WEIGHTS).read_bytes() == best_before
     assert ck.read_checkpoint_config(run / "checkpoints" / "best")["best_score"] == 0.9

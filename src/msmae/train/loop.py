@@ -228,8 +228,10 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
         m = run_validation(0)
         if m is not None:
             history.append({"epoch": 0, "loss": None, "lr": 0.0, **{f"val_{k}": m[k] for k in val_keys}})
-            keep(0, m[select])
-            save(0, True, force=True)
+            improved = best_score is None or m[select] > best_score  # a restart's best on disk may be better
+            if improved:
+                keep(0, m[select])
+            save(0, improved, force=True)
 
     t0 = time.perf_counter()
     seen = 0
