@@ -271,6 +271,23 @@ def test_checkpoint_files_and_folders_are_flushed_before_the_rename_that_publish
         assert ("fsync", str(tmp_path / "checkpoints")) in events[first_replace:], name  # the folder's new entry
 
 
+def test_a_file_that_cannot_be_flushed_fails_the_checkpoint_and_publishes_nothing(tmp_path, monkeypatch):
+    import errno
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(ck.TRAIN_STATE):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        ck.save_checkpoint(tmp_path / "checkpoints" / "last", state_dict={"w": torch.ones(2)}, config={},
+                           train_state={"step": 1})
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == []  # no last, no temporary folder
+
+
 # --------------------------------------------------------------------------- 7: eval_before only once
 def test_eval_before_is_written_once_after_a_crash_in_epoch_one(tmp_path):
     run = tmp_path / "r"

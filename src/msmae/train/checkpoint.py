@@ -13,6 +13,7 @@ A run directory looks like::
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -68,11 +69,14 @@ def _write_temp_checkpoint(parent: Path, name: str, state_dict: dict[str, torch.
 
 
 def _fsync(path: Path) -> None:
-    """Flush a file's or a directory's content (its entries) to disk."""
+    """Flush a file's or a directory's content (its entries) to disk. A file that cannot be flushed (a write
+    error) fails the checkpoint; a directory on a file system that cannot flush one is only logged."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory: the rename is still atomic there
+    except OSError as e:  # some file systems cannot fsync a directory: the rename is still atomic there
+        if not (path.is_dir() and e.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF)):
+            raise
         log.debug("fsync unsupported for %s", path)
     finally:
         os.close(fd)
