@@ -168,6 +168,8 @@ def test_cluster_job_scripts_requeue_until_done(tmp_path):
 
     scripts = requeue_scripts()
     assert len(scripts) == 2 and all("--signal=" in s for s in scripts)
+    # without `srun`, SLURM's --signal (no B: prefix) reaches job steps only, not what the batch script runs itself
+    assert all(re.search(r"^srun .*\bmsmae\b", s, flags=re.M) for s in scripts)
     bindir, home = tmp_path / "bin", tmp_path / "home"
     bindir.mkdir()
     (home / "venvs" / "msmae" / "bin").mkdir(parents=True)
@@ -180,14 +182,17 @@ def test_cluster_job_scripts_requeue_until_done(tmp_path):
         (bindir / name).write_text(body)
         (bindir / name).chmod(stat.S_IRWXU)
     for i, script in enumerate(scripts):
-        for fake, want_status, want_requeue in (("preempted", 0, True), ("done", 0, False), ("fail", 3, False)):
+        for fake, want_status, want_requeue in (("preempted", 0, True), ("done", 0, False), ("fail", 3, False),
+                                                ("fail-after-preemption", 3, False)):
             run = tmp_path / f"run{i}-{fake}"
             run.mkdir()
+            if fake == "fail-after-preemption":  # the previous job's marker: a resume that fails is not re-run
+                (run / MARKER).write_text("{}")
             body = re.sub(r"^RUN=\S+", f"RUN={run}", script, flags=re.M)
             log = tmp_path / f"scontrol-{i}-{fake}.log"
             env = {**ENV, "PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(home), "FAKE": fake,
                    "FAKE_RUN": str(run), "FAKE_LOG": str(log), "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "n1",
-                   "SLURM_NNODES": "2", "SLURM_GPUS_PER_NODE": "4"}
+                   "SLURM_NNODES": "2", "SLURM_GPUS_PER_NODE": "4", "SLURM_CPUS_PER_TASK": "8"}
             r = subprocess.run(["bash", "-c", body], env=env, capture_output=True, text=True)
             assert r.returncode == want_status, (i, fake, r.stderr)
             assert (log.read_text() if log.exists() else "") == ("requeue 4242\n" if want_requeue else ""), (i, fake)
