@@ -298,6 +298,38 @@ def test_eval_before_is_written_once_after_a_crash_in_epoch_one(tmp_path):
     assert [ln.split(",")[0] for ln in (run / "log.csv").read_text().splitlines()] == ["epoch", "0", "1", "2", "3"]
 
 
+def _eval_before_on_two_ranks(rank: int, world: int, port: int, out: str) -> None:
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from msmae.train.distributed import DistInfo
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=60))
+    try:
+        torch.manual_seed(0)
+        res = fit_epochs(dropout_model(), Pairs(), settings=EpochSettings(epochs=2, batch_size=4, lr=1e-2,
+                                                                          eval_before=True),
+                         step=lambda net, b: torch.nn.functional.mse_loss(net(b["x"]), b["y"]),
+                         validate=lambda epoch: {"acc": SCORES[epoch]} if rank == 0 else None, val_keys=("acc",),
+                         select="acc", info=DistInfo(rank=rank, world_size=world), out=Path(out), progress=False)
+        if rank == 0:
+            Path(out, "result.json").write_text(json.dumps([r["epoch"] for r in res.history]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_eval_before_with_a_run_folder_on_two_ranks(tmp_path):
+    """Only rank 0 has epoch 0's scores; every rank takes part in saving the checkpoint after it (the ranks'
+    generator states are gathered), or rank 0 waits there for the others for ever."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_eval_before_on_two_ranks, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert json.loads((tmp_path / "result.json").read_text()) == [0, 1, 2]
+
+
 # ------------------------------------------------------------- 8: a signal in the middle of an epoch
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 @pytest.mark.parametrize("num_workers", [0, 1])

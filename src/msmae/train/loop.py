@@ -224,14 +224,16 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
         if out is None:
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
-    if start_epoch == 0 and not history and t.eval_before and validate is not None:  # once, also when resumed
+    def validate_before() -> None:
+        """Epoch 0: the untrained model's scores (rank 0 has them; every rank takes part in the save)."""
         m = run_validation(0)
+        improved = False
         if m is not None:
             history.append({"epoch": 0, "loss": None, "lr": 0.0, **{f"val_{k}": m[k] for k in val_keys}})
             improved = best_score is None or m[select] > best_score  # a restart's best on disk may be better
             if improved:
                 keep(0, m[select])
-            save(0, improved, force=True)
+        save(0, improved, force=True)
 
     t0 = time.perf_counter()
     seen = 0
@@ -286,6 +288,8 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
     bar = tqdm(total=total, initial=step_no, desc=desc, unit="step", disable=not (progress and info.is_main))
     stop = StopRequest(info) if out is not None else None  # in memory there is no checkpoint to stop with
     try:
+        if start_epoch == 0 and not history and t.eval_before and validate is not None:  # once, also when resumed
+            validate_before()  # a signal meanwhile stops the run after the first training step
         for epoch in range(start_epoch, t.epochs):
             skip = start_batch if epoch == start_epoch else 0
             loader.sampler.set_epoch(epoch, skip=skip * loader.batch_size)
