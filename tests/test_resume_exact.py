@@ -349,3 +349,13 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(tmp
     assert not (run / "preempted.json").exists()
     assert (tmp_path / "full" / "log.csv").read_text() == (run / "log.csv").read_text()
     assert weights_equal(tmp_path / "full" / "checkpoints" / "best", run / "checkpoints" / "best")
+
+
+def test_an_epoch_stopped_after_its_last_partial_batch_has_nothing_left():
+    from msmae.train.loop import EpochSampler
+
+    sampler = EpochSampler(Pairs(18), num_replicas=1, rank=0, shuffle=True, seed=0)
+    sampler.set_epoch(0, skip=5 * 4)  # 5 batches of 4 done (the last one held 2)
+    assert len(sampler) == 0 and list(sampler) == []
+    sampler.set_epoch(0, skip=2 * 4)
+    assert len(sampler) == 10 and len(list(sampler)) == 10

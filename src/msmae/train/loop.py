@@ -89,7 +89,7 @@ class EpochSampler(torch.utils.data.Sampler):
         return ((epoch, i) for i in itertools.islice(self.inner, self.skip, None))
 
     def __len__(self) -> int:
-        return len(self.inner) - self.skip
+        return max(0, len(self.inner) - self.skip)  # stopped after the last, partial batch: nothing left
 
 
 def train_loader(dataset, *, batch_size: int, seed: int, num_workers: int = 0, rank: int = 0, world_size: int = 1,
