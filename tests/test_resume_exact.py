@@ -17,8 +17,8 @@ from msmae.cli import main
 from msmae.train import checkpoint as ck
 from msmae.train.loop import EpochSettings, fit_epochs
 from msmae.train.preempt import Preempted
-from test_islr_task import SMALL, manifest, sets
-from test_train_loop import Pairs, _free_port
+from test_islr_task import sets
+from test_train_loop import Pairs, _free_port, interrupt_after_epoch
 
 
 def dropout_model() -> torch.nn.Module:
@@ -94,28 +94,6 @@ def test_resume_with_dropout_is_exact_after_an_interruption(tmp_path, num_worker
     assert weights_equal(tmp_path / "full" / "checkpoints" / "last", tmp_path / "part" / "checkpoints" / "last")
 
 
-def test_islr_resume_with_dropout_is_exact(tmp_path, monkeypatch):
-    man = manifest(tmp_path)
-    args = ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",
-            *sets(SMALL + ["train.epochs=4", "train.head_dropout=0.5", "model.extra={dim: 32, depth: 1, heads: 2, "
-                           "dropout: 0.2}"])]
-    assert main(args + ["--out", str(tmp_path / "full")]) == 0
-    real_save = ck.save_checkpoint
-
-    def interrupting(ckpt_dir, **kw):
-        out = real_save(ckpt_dir, **kw)
-        if Path(ckpt_dir).name == "last" and kw["config"]["epoch"] == 2:
-            raise KeyboardInterrupt
-        return out
-
-    monkeypatch.setattr(ck, "save_checkpoint", interrupting)
-    assert main(args + ["--out", str(tmp_path / "part")]) == 130
-    monkeypatch.setattr(ck, "save_checkpoint", real_save)
-    assert main(args + ["--out", str(tmp_path / "part"), "--resume"]) == 0
-    assert (tmp_path / "full" / "log.csv").read_text() == (tmp_path / "part" / "log.csv").read_text()
-    assert weights_equal(tmp_path / "full" / "checkpoints" / "last", tmp_path / "part" / "checkpoints" / "last")
-
-
 def test_slt_on_real_dgs_sentences_resumes_exactly(tmp_path, monkeypatch):
     """mBART's dropout (0.1) is always on in SLT: killed after epoch 2 of 4 and resumed, every epoch's loss
     equals the uninterrupted run's, with `eval_before` written once."""
@@ -135,17 +113,9 @@ def test_slt_on_real_dgs_sentences_resumes_exactly(tmp_path, monkeypatch):
                        "translator.max_new_tokens=4", "data.num_workers=0", "data.load_workers=1"])]
 
     assert main(args(tmp_path / "full")) == 0
-    real_save = ck.save_checkpoint
-
-    def interrupting(ckpt_dir, **kw):
-        out = real_save(ckpt_dir, **kw)
-        if Path(ckpt_dir).name == "last" and kw["config"]["epoch"] == 2:
-            raise KeyboardInterrupt
-        return out
-
-    monkeypatch.setattr(ck, "save_checkpoint", interrupting)
+    interrupt_after_epoch(monkeypatch, 2)
     assert main(args(tmp_path / "part")) == 130
-    monkeypatch.setattr(ck, "save_checkpoint", real_save)
+    monkeypatch.undo()
     assert main(args(tmp_path / "part") + ["--resume"]) == 0
     full, part = (json.loads((tmp_path / r / "metrics.json").read_text(encoding="utf-8"))["history"]
                   for r in ("full", "part"))
