@@ -30,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     add_config_arguments(p)
     p.add_argument("--resume", action="store_true",
-                   help="continue from RUN's latest checkpoint (same data order and losses as an uninterrupted run)")
+                   help="continue from RUN's latest checkpoint (same data order and losses as an uninterrupted run); "
+                   "SIGTERM or SIGUSR1 stop a run after the step in flight with a checkpoint and exit status 75")
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="continual pre-training: start from the encoder of this checkpoint or run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

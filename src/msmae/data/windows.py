@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from msmae.data.sampling import DrawPlan
+from msmae.utils import leave_stop_signals_to_parent
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,8 @@ def batch_stream(ds: WindowDataset, start: int, stop: int, batch_size: int, *, d
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch_size, sampler=FromSampler(start, stop), num_workers=num_workers,
         collate_fn=collate_windows, pin_memory=device.type == "cuda", drop_last=False, persistent_workers=False,
-        prefetch_factor=4 if num_workers > 0 else None)
+        prefetch_factor=4 if num_workers > 0 else None, worker_init_fn=leave_stop_signals_to_parent,
+        generator=torch.Generator())  # worker seeds not drawn from the generator dropout uses: resume stays exact
 
     def moved():
         for b in loader:

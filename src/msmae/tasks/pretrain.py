@@ -4,7 +4,8 @@ warm-up + cosine, checkpoints, exact resume, torchrun/DDP.
 Exact resume: the window drawn at position k of a rank (:mod:`msmae.data.sampling`: a seeded random
 partition of the videos over the ranks, each rank's own (seed, epoch, rank) order) and the mask of step s
 are pure functions of (seed, k, rank, world size) and (seed, s, rank), so a resumed run sees the same data
-and masks as an uninterrupted one; model, optimiser, scheduler and RNG states come from the checkpoint.
+and masks as an uninterrupted one; model, optimiser, scheduler and every rank's RNG states come from the
+checkpoint. SIGTERM / SIGUSR1 stop the run after the step in flight, with a checkpoint (:mod:`msmae.train.preempt`).
 """
 
 from __future__ import annotations
@@ -249,13 +250,16 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
     from msmae.data.batch_log import BatchLog
     from msmae.models import MSMAE
     from msmae.train import checkpoint as ck
+    from msmae.train import preempt, rng
     from msmae.train.amp import grad_scaler, load_scaler_state, optimizer_step, scaler_state
-    from msmae.train.distributed import autocast, barrier, cleanup_distributed, init_distributed, resolve_precision
+    from msmae.train.distributed import (all_gather_objects, autocast, barrier, cleanup_distributed,
+                                         init_distributed, resolve_precision)
     from msmae.train.loss_window import LossWindow
     from msmae.train.optim import build_optimizer, cosine_with_warmup
 
     out = Path(out)
     info = init_distributed(cfg.train.device)
+    stop = preempt.StopRequest(info)
     try:
         corpus = PackedCorpus(data)
         if len(corpus) == 0:
@@ -296,6 +300,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         amp = resolve_precision(t.precision, info.device)
         scaler = grad_scaler(amp, info.device)   # fp16 only: loss scaling against underflow
         step = 0
+        rng.seed_rank(t.seed, info.rank)  # the same weights on every rank, different dropout
         if resume:
             point = ck.load_resume_point(out, device=info.device)  # the newest complete one
             if point is None:
@@ -306,12 +311,19 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 opt.load_state_dict(st["optimizer"])
                 sched.load_state_dict(st["scheduler"])
                 step = int(st["step"])
-                torch.set_rng_state(st["torch_rng"])
+                if len(st.get("rng") or ()) == info.world_size:
+                    rng.set_rng_state(st["rng"][info.rank])
+                elif "torch_rng" in st:  # written by an older msmae: rank 0's torch state only
+                    torch.set_rng_state(st["torch_rng"])
+                else:
+                    log.warning("--resume: %s was written by %d process(es), this run has %d: its data order and "
+                                "dropout differ from an uninterrupted run's", latest, len(st["rng"]), info.world_size)
                 load_scaler_state(scaler, st.get("scaler"))
                 log.info("resumed from %s at step %d", latest, step)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, out / "config.yaml")
+            preempt.clear_marker(out)
         ddp = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
             if info.distributed else model
 
@@ -342,11 +354,13 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             if info.is_main and t.record_batches else None
 
         def save(step_: int, final: bool = False) -> None:
+            # every rank's generators, in rank order (the final checkpoint is written by rank 0 alone)
+            states = [rng.rng_state()] if final else all_gather_objects(rng.rng_state(), info)
             if not info.is_main:
                 return
             conf = _checkpoint_config(cfg, model_cfg, step_)
             state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step_,
-                     "torch_rng": torch.get_rng_state(), "scaler": scaler_state(scaler)}
+                     "rng": states, "scaler": scaler_state(scaler)}
             d = ck.save_checkpoint(out / "checkpoints" / f"step_{step_:07d}", state_dict=model.state_dict(),
                                    config=conf, train_state=state)
             ck.mark_latest(out, d)
@@ -418,6 +432,11 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.steps:
                 save(step)
                 barrier(info)
+            if step < t.steps and stop.due():
+                if not (t.checkpoint_every and step % t.checkpoint_every == 0):
+                    save(step)
+                    barrier(info)
+                raise stop.stop(out, f"step {step}", step=step)
         bar.close()
         if batch_log is not None:
             batch_log.close()
@@ -452,4 +471,5 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         barrier(info)
         return metrics
     finally:
+        stop.close()
         cleanup_distributed()
