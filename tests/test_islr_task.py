@@ -256,22 +256,17 @@ def test_top5_selection_without_a_test_split_reports_validation(tmp_path):
 
 
 def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
+    """With dropout on: the checkpoint holds every generator's state (exact only since it does)."""
+    from test_train_loop import interrupt_after_epoch
+
     man = manifest(tmp_path)
     args = ["finetune", "islr", "--annotations", str(man), "--init", "none", "--no-progress",
-            *sets(SMALL + ["train.epochs=4"])]
+            *sets(SMALL + ["train.epochs=4", "train.head_dropout=0.5",
+                           "model.extra={dim: 32, depth: 1, heads: 2, dropout: 0.2}"])]
     assert main(args + ["--out", str(tmp_path / "full")]) == 0
-
-    real_save = ck.save_checkpoint
-
-    def interrupting(ckpt_dir, **kw):
-        out = real_save(ckpt_dir, **kw)
-        if Path(ckpt_dir).name == "last" and kw["config"]["epoch"] == 2:
-            raise KeyboardInterrupt
-        return out
-
-    monkeypatch.setattr(ck, "save_checkpoint", interrupting)
+    interrupt_after_epoch(monkeypatch, 2)
     assert main(args + ["--out", str(tmp_path / "part")]) == 130
-    monkeypatch.setattr(ck, "save_checkpoint", real_save)
+    monkeypatch.undo()
     assert main(args + ["--out", str(tmp_path / "part")]) == 1          # refuses to overwrite without --resume
     assert main(args + ["--out", str(tmp_path / "part"), "--resume"]) == 0
     a, b = ck.load_state_dict(tmp_path / "full" / "checkpoints" / "last"), ck.load_state_dict(

@@ -87,11 +87,12 @@ def test_checkpoint_last_is_complete_whatever_rename_a_crash_interrupts(tmp_path
         assert ck.load_resume_point(run) is not None
         ck.save_last(run, state_dict=old_sd, config={"task": "islr"}, opt=opt, sched=sched, epoch=1, history=[],
                      best_epoch=1, best_score=None)
-    # One version on disk, linked by `last`, and `best` works the same way.
+    # Two versions on disk, `last` linking the newest (the one before is for --resume to fall back to); `best`
+    # works the same way, with one version.
     ck.save_checkpoint(run / "checkpoints" / "best", state_dict=new_sd, config={"task": "islr"})
     ck.save_checkpoint(run / "checkpoints" / "best", state_dict=old_sd, config={"task": "islr"})
     names = sorted(p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith("."))
-    assert len([n for n in names if n.startswith("last-")]) == 1 and len([n for n in names if n.startswith("best-")]) == 1
+    assert len([n for n in names if n.startswith("last-")]) == 2 and len([n for n in names if n.startswith("best-")]) == 1
     assert (run / "checkpoints" / "last").is_symlink() and (run / "checkpoints" / "best" / ck.WEIGHTS).is_file()
     assert torch.equal(ck.load_state_dict(run / "checkpoints" / "best")["encoder.w"], old_sd["encoder.w"])
 

@@ -107,22 +107,28 @@ def fp16_fit(out: Path, *, epochs: int = 4, resume: bool = False):
                       step=step, out=out, resume=resume, progress=False)
 
 
-def test_fp16_fine_tuning_saves_the_scaler_and_resumes_exactly(tmp_path, monkeypatch):
-    fp16_fit(tmp_path / "full")
-    st = torch.load(tmp_path / "full" / "checkpoints" / "last" / ck.TRAIN_STATE, weights_only=True)
-    assert st["scaler"]["scale"] < 65536.0          # it backed off from overflowing steps: state worth keeping
+def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
+    """Saving ``last`` after ``epoch`` raises KeyboardInterrupt once the checkpoint is written, as a kill right
+    after it; ``monkeypatch.undo()`` brings the real save back."""
     real_save = ck.save_checkpoint
 
     def interrupting(ckpt_dir, **kw):
         out = real_save(ckpt_dir, **kw)
-        if Path(ckpt_dir).name == "last" and kw["config"]["epoch"] == 2:
+        if Path(ckpt_dir).name == "last" and kw["config"]["epoch"] == epoch:
             raise KeyboardInterrupt
         return out
 
     monkeypatch.setattr(ck, "save_checkpoint", interrupting)
+
+
+def test_fp16_fine_tuning_saves_the_scaler_and_resumes_exactly(tmp_path, monkeypatch):
+    fp16_fit(tmp_path / "full")
+    st = torch.load(tmp_path / "full" / "checkpoints" / "last" / ck.TRAIN_STATE, weights_only=True)
+    assert st["scaler"]["scale"] < 65536.0          # it backed off from overflowing steps: state worth keeping
+    interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         fp16_fit(tmp_path / "part")
-    monkeypatch.setattr(ck, "save_checkpoint", real_save)
+    monkeypatch.undo()
     fp16_fit(tmp_path / "part", resume=True)
     a, b = (ck.load_state_dict(tmp_path / r / "checkpoints" / "last") for r in ("full", "part"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"msmae {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a training run stopped by SIGTERM / SIGUSR1 after its checkpoint
+        from msmae.train.preempt import PREEMPTED_EXIT, Preempted
+
+        if not isinstance(e, Preempted):
+            raise
+        print(f"msmae {args.command}: {e}", file=sys.stderr)
+        return PREEMPTED_EXIT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,5 @@
 """Small shared helpers: atomic writes (with the user's umask), JSON, list files, and worker processes that
-exit with their parent."""
+exit with their parent or leave stop signals to it."""
 
 from __future__ import annotations
 
@@ -145,6 +145,20 @@ def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="msmae-parent-watchdog", daemon=True).start()
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what stops a training run after the step in flight (msmae.train.preempt)
+
+
+def leave_stop_signals_to_parent(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: this worker ignores SIGTERM and SIGUSR1, which the training process
+    handles (it finishes its step and writes a checkpoint). Schedulers and ``torchrun`` signal every process
+    of a job or process group; a worker that died of it would make the DataLoader fail the step in flight.
+    The worker still ends when the training process does (the DataLoader's own watchdog)."""
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _is_zombie(pid: int) -> bool:

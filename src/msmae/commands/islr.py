@@ -21,7 +21,9 @@ def add_finetune_arguments(p, *, probe: bool = False) -> None:
     p.add_argument("--annotations", metavar="PATH", help="annotation file or folder (sets data.annotations)")
     p.add_argument("--poses", metavar="DIR", help="folder of pose files, one per video (sets data.poses)")
     add_config_arguments(p, "islr")
-    p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN from its last complete checkpoint, exactly (also a run stopped by SIGTERM or "
+                   "SIGUSR1, which ends with exit status 75 after a checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(islr_mode="probe" if probe else "finetune")
 

@@ -33,7 +33,9 @@ def add_finetune_arguments(p) -> None:
     p.add_argument("--freeze-encoder", action="store_true",
                    help="keep the pose encoder frozen (sets translator.freeze_encoder; lr/clip from table 8)")
     add_config_arguments(p, "slt")
-    p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN from its last complete checkpoint, exactly (also a run stopped by SIGTERM or "
+                   "SIGUSR1, which ends with exit status 75 after a checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -2,8 +2,9 @@
 config, the layout, the task and its resolved config) and, for exact resume, ``train_state.pt``
 (optimiser, scheduler, step, RNG and data-order state).
 
-Every checkpoint is written into a temporary directory and renamed into place, so a crash never
-leaves a half checkpoint; ``RUN/checkpoints/LATEST`` names the newest complete one.
+Every checkpoint is written into a temporary directory, its files and the directory flushed to disk
+(fsync), and renamed into place, so a crash or a power cut never leaves a half checkpoint;
+``RUN/checkpoints/LATEST`` names the newest complete one.
 
 A run directory looks like::
 
@@ -12,6 +13,7 @@ A run directory looks like::
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -58,10 +60,26 @@ def _write_temp_checkpoint(parent: Path, name: str, state_dict: dict[str, torch.
             torch.save(_loadable(train_state), tmp / TRAIN_STATE)
         for f in tmp.iterdir():  # safetensors writes owner-only files
             os.chmod(f, 0o666 & ~current_umask())
+            _fsync(f)
+        _fsync(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return tmp
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's content (its entries) to disk. A file that cannot be flushed (a write
+    error) fails the checkpoint; a directory on a file system that cannot flush one is only logged."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems cannot fsync a directory: the rename is still atomic there
+        if not (path.is_dir() and e.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF)):
+            raise
+        log.debug("fsync unsupported for %s", path)
+    finally:
+        os.close(fd)
 
 
 def _loadable(obj: Any) -> Any:
@@ -91,7 +109,8 @@ def save_checkpoint(ckpt_dir: str | Path, *, state_dict: dict[str, torch.Tensor]
 
     ``RUN/checkpoints/last`` and ``RUN/checkpoints/best`` (the checkpoints a fine-tuning run rewrites every
     epoch) are links to a numbered folder (``last-0007``): the new checkpoint goes into a new folder and the
-    link is switched in one rename, so at every moment ``last`` is a complete checkpoint.
+    link is switched in one rename, so at every moment ``last`` is a complete checkpoint. The version before
+    of ``last`` is kept, for ``--resume`` to fall back to should the newest be damaged.
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +125,7 @@ def save_checkpoint(ckpt_dir: str | Path, *, state_dict: dict[str, torch.Tensor]
                 shutil.rmtree(old)
             os.replace(ckpt_dir, old)
         os.replace(tmp, ckpt_dir)
+        _fsync(ckpt_dir.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -133,6 +153,7 @@ def _save_switched(link: Path, state_dict, config, train_state) -> Path:
     target = parent / f"{link.name}-{(versions[-1][0] + 1 if versions else 1):04d}"
     tmp = _write_temp_checkpoint(parent, link.name, state_dict, config, train_state)
     os.replace(tmp, target)  # a name never used before: one rename, nothing replaced
+    _fsync(parent)
     new_link = parent / f".{link.name}.link.{os.getpid()}.tmp"
     try:
         if new_link.is_symlink() or new_link.exists():
@@ -150,9 +171,12 @@ def _save_switched(link: Path, state_dict, config, train_state) -> Path:
             os.replace(link, old)
         os.replace(new_link if new_link is not None else target, link)
         _remove(old)
-    keep = Path(os.readlink(link)).name if link.is_symlink() else None
-    for _, p in _versions(link):  # the previous version(s), no longer linked
-        if p.name != keep:
+    _fsync(parent)
+    keep = {Path(os.readlink(link)).name} if link.is_symlink() else set()
+    if link.name == "last":  # the one before it too: --resume falls back to it should the newest be damaged
+        keep |= {p.name for _, p in _versions(link)[-2:]}
+    for _, p in _versions(link):  # older versions, no longer linked
+        if p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
     return link
 
@@ -245,7 +269,7 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
 
 def resume_candidates(run_dir: str | Path) -> list[Path]:
     """The checkpoints ``--resume`` may continue from, newest first: the one ``LATEST`` names, then the
-    step checkpoints from the highest step down."""
+    step checkpoints from the highest step down, then ``last`` and its kept earlier versions."""
     ckdir = Path(run_dir) / "checkpoints"
     out: list[Path] = []
     marker = ckdir / "LATEST"
@@ -256,8 +280,10 @@ def resume_candidates(run_dir: str | Path) -> list[Path]:
     out += sorted(ckdir.glob("step_*"), reverse=True)
     if (ckdir / "last").exists():
         out.append(ckdir / "last")
+    if ckdir.is_dir():
+        out += [p for _, p in reversed(_versions(ckdir / "last"))]
     seen: set[Path] = set()
-    return [p for p in out if p.is_dir() and not (p in seen or seen.add(p))]
+    return [p for p in out if p.is_dir() and not (p.resolve() in seen or seen.add(p.resolve()))]
 
 
 def load_resume_point(run_dir: str | Path, device: str | torch.device = "cpu"
@@ -270,6 +296,19 @@ def load_resume_point(run_dir: str | Path, device: str | torch.device = "cpu"
         except CheckpointError as e:
             log.warning("--resume: skipping a damaged checkpoint: %s", e)
     return None
+
+
+def best_on_disk(run_dir: str | Path, epoch: int, score: float | None) -> tuple[int, float | None]:
+    """(epoch, score) of the better of the given best and ``run_dir/checkpoints/best`` as saved: a resumed or
+    restarted run compares with the best it may replace."""
+    try:
+        meta = read_checkpoint_config(Path(run_dir) / "checkpoints" / "best")
+    except CheckpointError:
+        return epoch, score
+    saved = meta.get("best_score")
+    if isinstance(saved, (int, float)) and (score is None or saved > score):
+        return int(meta.get("best_epoch", meta.get("epoch", 0))), float(saved)
+    return epoch, score
 
 
 def resume_last(run_dir: str | Path, model, opt, sched, *, strict: bool = True) -> dict[str, Any]:
