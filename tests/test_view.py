@@ -93,6 +93,18 @@ def test_page_has_no_network_reference_and_escapes_script_end(tmp_path):
     assert render_page(page_json(page)) == text
 
 
+def test_a_file_name_holding_a_placeholder_does_not_put_the_data_in_the_title(tmp_path):
+    from msmae.layout import get_layout
+    from msmae.poses.sequence import PoseSequence
+
+    lay = get_layout("body,hands")
+    seq = PoseSequence(np.zeros((4, lay.num_points, 2)), np.ones((4, lay.num_points), bool), 25.0, lay)
+    page = write_view(tmp_path, seq, source=str(tmp_path / "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"))
+    title = re.search(r"<title>(.*?)</title>", page.read_text(), re.S).group(1)
+    assert title == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose · msmae view"
+    assert page_json(page)["title"] == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"
+
+
 def test_video_goes_beside_the_page_as_a_link_and_the_users_file_is_untouched(tmp_path):
     from msmae.analysis.view import place_video
 
