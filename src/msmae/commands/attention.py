@@ -74,7 +74,7 @@ def _load_sequence(path, args):
 
 
 def run(args) -> int:
-    import json
+    from msmae.utils import json_text
     import logging
     from pathlib import Path
 
@@ -148,7 +148,7 @@ def run(args) -> int:
                                models=[{"task": str(meta.get("task", "model")), "run": str(args.model)}])
     info = summary(result, source=str(src), model=str(args.model))
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_text(info, indent=2))
     else:
         print(f"{src.name}: {info['frames']} frames, {info['num_tokens']} tokens of {info['token_frames']} frames; "
               f"{len(info['segments'])} segments")

@@ -14,9 +14,10 @@ the common frame rates); see :func:`msmae.train.timescale.checkpoint_time_scale`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+
+from msmae.utils import json_text
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             except CheckpointError as e:
                 fail(str(e))
                 continue
-            print(json.dumps(info) if args.json else _run_line(info), flush=True)
+            print(json_text(info) if args.json else _run_line(info), flush=True)
             continue
         try:
             paths = find_pose_files([item])
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             row = summarize(seq, str(path))
             if args.json:
-                print(json.dumps(row), flush=True)
+                print(json_text(row), flush=True)
             rows.append(row)
     if rows and not args.json:
         print(_table(rows))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from msmae.utils import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         result = score_files(args.hyp, args.ref, lang=args.lang)
     except ValueError as e:
         raise CommandError(str(e)) from None
-    text = json.dumps(result, indent=1, ensure_ascii=False)
+    text = json_text(result, indent=1)
     if args.out:
         from pathlib import Path
 

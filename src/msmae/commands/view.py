@@ -36,7 +36,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
+    from msmae.utils import json_text
 
     from msmae.cli import CommandError
     from msmae.tasks.view import ViewError, make_view
@@ -53,7 +53,7 @@ def run(args) -> int:
     except ViewError as e:
         raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        print(json_text(info, indent=2))
         return 0
     print(f"{args.input}: {info['frames']} frames at {info['fps']:g} fps, {len(info['segments'])} segments"
           + (f", video {info['video']}" if info["video"] else ", skeleton only"))

@@ -123,19 +123,27 @@ def build_classifier(encoder, num_classes: int, mode: str, dropout: float = 0.0,
 
 def model_from_run(run_dir: str | Path, device="cpu"):
     """(classifier in eval mode, checkpoint config dict) of an ISLR run or checkpoint."""
-    from msmae.models import ModelConfig, MultiStreamEncoder
-    from msmae.train.checkpoint import CheckpointError, load_state_dict, read_checkpoint_config
+    from msmae.models import MultiStreamEncoder
+    from msmae.train.checkpoint import CONFIG, CheckpointError, load_state_dict
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(run_dir)
+    folder = open_model_folder(run_dir)
+    meta = folder.meta
     if meta.get("task") != "islr":
         raise CheckpointError(f"{run_dir}: not an ISLR run (task {meta.get('task')!r})")
-    enc = MultiStreamEncoder(config=ModelConfig.from_dict(meta["model"]))
-    model = build_classifier(enc, len(meta["classes"]), meta["mode"],
-                             probe_norm=bool(meta.get("probe_norm", False)))  # runs made before the option: none
-    missing, unexpected = model.load_state_dict(load_state_dict(run_dir), strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{run_dir}: weights do not match the ISLR model (missing {missing[:4]}, "
-                              f"unexpected {unexpected[:4]})")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{folder.path / CONFIG}: 'classes' must be a list of class names")
+    if meta.get("mode") not in MODES:
+        raise CheckpointError(f"{folder.path / CONFIG}: mode must be one of {MODES}, got {meta.get('mode')!r}")
+
+    def build():  # runs made before the probe_norm option have none
+        return build_classifier(MultiStreamEncoder(config=folder.model), len(classes), meta["mode"],
+                                probe_norm=bool(meta.get("probe_norm", False)))
+
+    folder.check_shapes(build)
+    model = build()
+    model.load_state_dict(load_state_dict(folder.path))  # checked: exactly these tensors
     return model.to(device).eval(), meta
 
 
