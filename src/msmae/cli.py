@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from msmae import __version__
@@ -65,8 +66,6 @@ def _progress_for_log_files() -> None:
     line, in a log file (``make demo > log 2>&1``) thousands. When stderr is not a terminal, bars update at most
     every PROGRESS_FILE_INTERVAL_S seconds (tqdm takes its defaults from TQDM_* variables when it is first
     imported; a user's own TQDM_MININTERVAL wins)."""
-    import os
-
     if not sys.stderr.isatty():
         os.environ.setdefault("TQDM_MININTERVAL", str(PROGRESS_FILE_INTERVAL_S))
 
@@ -83,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `msmae inspect --json ... | head`: the reader left; Python's documented way out
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would raise again on the closed pipe
+        return 1
     except CommandError as e:
         print(f"msmae {args.command}: error: {e}", file=sys.stderr)
         return 1

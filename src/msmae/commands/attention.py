@@ -74,28 +74,25 @@ def _load_sequence(path, args):
 
 
 def run(args) -> int:
-    from msmae.utils import json_text
     import logging
     from pathlib import Path
-
-    import torch
 
     from msmae.analysis.report import analyze, run_defaults, summary, write_report
     from msmae.analysis.view import write_view
     from msmae.extract.frames import VIDEO_SUFFIXES
     from msmae.analysis.segmentation import SegmenterConfig
     from msmae.cli import CommandError
+    from msmae.commands._device import resolve_device
     from msmae.poses.normalize import normalize
     from msmae.train.checkpoint import CheckpointError, load_encoder, read_checkpoint_config
     from msmae.train.timescale import checkpoint_frame_stride, resolve_frame_stride
+    from msmae.utils import json_text
 
     log = logging.getLogger("msmae.attention")
     src = Path(args.input)
     if not src.exists():
         raise CommandError(f"{src}: no such file")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     try:
         meta = read_checkpoint_config(args.model)
         encoder = load_encoder(args.model, device=device)

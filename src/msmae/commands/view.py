@@ -36,16 +36,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from msmae.analysis.view import PAGE
+    from msmae.cli import CommandError
+    from msmae.commands._device import resolve_device
+    from msmae.tasks.view import ViewError, make_view
     from msmae.utils import json_text
 
-    from msmae.cli import CommandError
-    from msmae.tasks.view import ViewError, make_view
-
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: is a file, not a folder; name a folder for {PAGE} (it is created)")
+    if (out / PAGE).is_dir():
+        raise CommandError(f"--out {out}: {out / PAGE} is a folder; the page cannot be written there")
+    device = resolve_device(args.device)
     try:
         info = make_view(args.input, args.out, models=args.model, video=args.video, fps=args.fps,
                          width=args.width, height=args.height, layer=args.layer, segments=args.segments,
