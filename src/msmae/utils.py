@@ -110,6 +110,11 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def plural(n: int, word: str) -> str:
+    """``1 segment``, ``2 segments``, ``0 segments``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -86,7 +86,7 @@ def run(args) -> int:
     from msmae.poses.normalize import normalize
     from msmae.train.checkpoint import CheckpointError, load_encoder, read_checkpoint_config
     from msmae.train.timescale import checkpoint_frame_stride, resolve_frame_stride
-    from msmae.utils import json_text
+    from msmae.utils import json_text, plural
 
     log = logging.getLogger("msmae.attention")
     src = Path(args.input)
@@ -138,7 +138,7 @@ def run(args) -> int:
                          overlap=args.overlap, streams=streams, segmenter=segmenter, count=args.segments,
                          progress=True)
     except ValueError as e:
-        raise CommandError(str(e)) from None
+        raise CommandError(f"{src}: {e}") from None
     paths = write_report(args.out, result, seq, source=str(src), model=str(args.model), media=media)
     video = src if media and src.suffix.lower() in VIDEO_SUFFIXES else raw.meta.get("frame_info_from")
     paths["view"] = write_view(args.out, raw, video=video, analysis=result, source=str(src),
@@ -147,8 +147,8 @@ def run(args) -> int:
     if args.json:
         print(json_text(info, indent=2))
     else:
-        print(f"{src.name}: {info['frames']} frames, {info['num_tokens']} tokens of {info['token_frames']} frames; "
-              f"{len(info['segments'])} segments")
+        print(f"{src.name}: {plural(info['frames'], 'frame')}, {plural(info['num_tokens'], 'token')} of "
+              f"{plural(info['token_frames'], 'frame')}; {plural(len(info['segments']), 'segment')}")
         for s in info["segments"]:
             print(f"  #{s['index'] + 1:<3d} frames {s['start_frame']:>5d}-{s['end_frame']:<5d} "
                   f"{s['start_s']:7.2f}-{s['end_s']:.2f} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msmae.utils import json_text
+from msmae.utils import json_text, plural
 
 
 def add_finetune_arguments(p, *, probe: bool = False) -> None:
@@ -122,7 +122,8 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
         print(json_text({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
                           "predictions": preds}))
     else:
-        print(f"{input_path} ({seq.num_frames} frames): top {len(preds)} of {len(meta['classes'])} signs")
+        print(f"{input_path} ({plural(seq.num_frames, 'frame')}): top {len(preds)} of "
+              f"{plural(len(meta['classes']), 'sign')}")
         width = max(len(p["label"]) for p in preds)
         for p in preds:
             print(f"{p['rank']:>3}. {p['label']:<{width}}  {p['probability']:.4f}")

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="target language code (de, en, zh, zh_CN, ...); zh selects the zh tokenizer, "
                    "character ROUGE and the punctuation fix (default: en)")
     p.add_argument("--out", help="also write the JSON object to this file")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (what score always prints; accepted as by the other commands)")
     p.set_defaults(func=run)
 
 

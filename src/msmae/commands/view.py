@@ -42,7 +42,7 @@ def run(args) -> int:
     from msmae.cli import CommandError
     from msmae.commands._device import resolve_device
     from msmae.tasks.view import ViewError, make_view
-    from msmae.utils import json_text
+    from msmae.utils import json_text, plural
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -59,7 +59,8 @@ def run(args) -> int:
     if args.json:
         print(json_text(info, indent=2))
         return 0
-    print(f"{args.input}: {info['frames']} frames at {info['fps']:g} fps, {len(info['segments'])} segments"
+    print(f"{args.input}: {plural(info['frames'], 'frame')} at {info['fps']:g} fps, "
+          f"{plural(len(info['segments']), 'segment')}"
           + (f", video {info['video']}" if info["video"] else ", skeleton only"))
     for r in info["islr"]:
         best = r["clip"][0]

@@ -267,17 +267,20 @@ def score_split(model, split: SplitData, classes: Sequence[str], cfg: IslrConfig
 
 def write_split_outputs(out_dir: Path, split_name: str, split: SplitData, logits: np.ndarray,
                         classes: Sequence[str]) -> None:
-    """``predictions_<split>.csv`` (id, label, top-5 with probabilities) and ``confusion_<split>.png``."""
+    """``predictions_<split>.csv`` and ``confusion_<split>.png``. The CSV has one row per clip: ``id``, ``label``,
+    ``predicted``, ``correct`` (1/0), then one column pair per rank, ``top1_label``, ``top1_prob`` ... ``top5_label``,
+    ``top5_prob`` (fewer ranks with fewer classes), so labels holding spaces or colons stay whole."""
     from msmae.utils import atomic_write_text
 
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "label", "predicted", "correct", "top5"])
+    w.writerow(["id", "label", "predicted", "correct"]
+               + [f"top{r}_{what}" for r in range(1, top.shape[1] + 1) for what in ("label", "prob")])
     for i, ex_id in enumerate(split.ids):
-        w.writerow([ex_id, classes[split.labels[i]], classes[top[i, 0]], int(top[i, 0] == split.labels[i]),
-                    " ".join(f"{classes[j]}:{probs[i, j]:.4f}" for j in top[i])])
+        w.writerow([ex_id, classes[split.labels[i]], classes[top[i, 0]], int(top[i, 0] == split.labels[i])]
+                   + [x for j in top[i] for x in (classes[j], f"{probs[i, j]:.6f}")])
     atomic_write_text(out_dir / f"predictions_{split_name}.csv", buf.getvalue())
     plot_confusion(split.labels, top[:, 0], classes, out_dir / f"confusion_{split_name}.png",
                    title=f"{split_name}: confusion (row-normalised)")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from msmae.utils import atomic_write_text
+from msmae.utils import atomic_write_text, plural
 
 CARD = "README.md"
 
@@ -123,10 +123,6 @@ def _shell(*commands: list[str]) -> list[str]:
     return _fence("sh", "\n".join(shlex.join(words) for words in commands))
 
 
-def _n(k: Any, word: str) -> str:
-    return f"{k} {word}" if k == 1 else f"{k} {word}s"
-
-
 def _model_section(meta: dict, counts: dict) -> list[str]:
     m = meta.get("model", {})
     tc = meta.get("task_config", {})
@@ -142,12 +138,12 @@ def _model_section(meta: dict, counts: dict) -> list[str]:
         + (f", {_MODES.get(meta['mode'], meta['mode'])}" if meta.get("mode") else ""),
         f"- **Streams:** {', '.join(f'{_text(s)} ({len(points.get(s, []))} keypoints)' for s in streams)}; "
         f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout {_code(m.get('streams', ','.join(streams)))})",
-        f"- **Encoder:** {_n(m.get('depth'), 'layer')} x {_n(m.get('heads'), 'head')}, width {m.get('dim')}, "
+        f"- **Encoder:** {plural(m.get('depth'), 'layer')} x {plural(m.get('heads'), 'head')}, width {m.get('dim')}, "
         f"cubelets of {m.get('cubelet')} frames per token" + (f" (named size {_code(size)})" if size else ""),
     ]
     if meta.get("task") == "pretrain":
-        lines.append(f"- **Decoder** (pre-training only): {_n(m.get('decoder_depth'), 'layer')} x "
-                     f"{_n(m.get('decoder_heads'), 'head')}, width {m.get('decoder_dim')}")
+        lines.append(f"- **Decoder** (pre-training only): {plural(m.get('decoder_depth'), 'layer')} x "
+                     f"{plural(m.get('decoder_heads'), 'head')}, width {m.get('decoder_dim')}")
     if meta.get("task") == "islr":
         lines.append(f"- **Classes:** {len(meta.get('classes', []))}; pooling {_code(meta.get('pooling'))}, "
                      f"{meta.get('num_frames')} frames per clip")
