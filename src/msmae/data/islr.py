@@ -117,6 +117,9 @@ def _read_table(path: Path, *, delimiter: str | None = None) -> list[dict[str, s
 
 
 def _require(path: Path, rows: list[dict], columns: Iterable[str]) -> None:
+    if rows and set(GISLR_COLUMNS) <= set(rows[0]) and not set(columns) <= set(rows[0]):
+        raise ISLRDataError(f"{path}: looks like a GISLR train.csv ({', '.join(GISLR_COLUMNS)}): pass --dataset gislr "
+                            f"(or --config gislr)")
     require_columns(path, rows, columns, error=ISLRDataError)
 
 

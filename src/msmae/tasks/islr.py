@@ -287,6 +287,14 @@ def write_split_outputs(out_dir: Path, split_name: str, split: SplitData, logits
 
 
 # ------------------------------------------------------------------------------------------- the run
+def nothing_held_out(d: DataSection) -> str:
+    """Why a run without validation and test examples is refused: its scores would be on its training clips."""
+    how = ("GISLR has no official split: pass --config gislr (participants held out), or set "
+           "data.val_participants / data.test_participants" if d.dataset == "gislr" else
+           "give some examples the split val or test")
+    return f"{d.annotations}: nothing is held out (no val or test examples), so no score would mean anything: {how}"
+
+
 def checkpoint_config(cfg: IslrConfig, model, classes: Sequence[str]) -> dict:
     from msmae.config import config_to_dict
     from msmae.train.timescale import init_frame_stride
@@ -313,6 +321,8 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
         classes, splits, excluded = prepare_splits(cfg, layout, progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training examples")
+        if "val" not in splits and "test" not in splits:
+            raise ValueError(nothing_held_out(cfg.data))
         if "val" not in splits:
             log.warning("no validation split: the last epoch is kept and nothing is selected")
         torch.manual_seed(cfg.train.seed)
