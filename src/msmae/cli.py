@@ -58,20 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PROGRESS_FILE_INTERVAL_S = 30  # seconds between progress-bar updates when stderr is a file or a pipe
-
-
-def _progress_for_log_files() -> None:
-    """A progress bar redraws itself with carriage returns several times a second: on a terminal that is one
-    line, in a log file (``make demo > log 2>&1``) thousands. When stderr is not a terminal, bars update at most
-    every PROGRESS_FILE_INTERVAL_S seconds (tqdm takes its defaults from TQDM_* variables when it is first
-    imported; a user's own TQDM_MININTERVAL wins)."""
-    if not sys.stderr.isatty():
-        os.environ.setdefault("TQDM_MININTERVAL", str(PROGRESS_FILE_INTERVAL_S))
-
-
 def main(argv: list[str] | None = None) -> int:
-    _progress_for_log_files()  # before the commands import tqdm, which reads TQDM_* once
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -237,7 +237,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
              progress: bool = True) -> dict:
     """Run pre-training; returns the final metrics (also written to ``out/metrics.json`` by rank 0)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.config import save_yaml
     from msmae.corpus import PackedCorpus
@@ -348,7 +348,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 ck.write_final_model(out, state_dict=model.state_dict(), config=conf)
 
         model.train()
-        bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
+        bar = progress_bar(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
         recent: list[float] = []
         last_eval: dict = {}
         t_window, n_window = time.perf_counter(), 0

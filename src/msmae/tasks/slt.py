@@ -229,7 +229,7 @@ def translate(model, tokenizer, clips, *, lang: str, num_beams: int, max_new_tok
     With ``info`` of a multi-process run, the batches are dealt out to the ranks in turn, each rank decodes
     its own and every rank gets all translations back: the same batches as one process decodes, so the
     same translations, in a fraction of the time."""
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.models.translator import decode
     from msmae.train.distributed import all_gather_objects, autocast
@@ -242,7 +242,7 @@ def translate(model, tokenizer, clips, *, lang: str, num_beams: int, max_new_tok
     mine = batches[rank::world]
     done: dict[int, str] = {}
     forced = tokenizer.lang_code_to_id[lang]
-    bar = tqdm(total=sum(map(len, mine)), desc=desc, unit="sent", disable=not progress or rank != 0)
+    bar = progress_bar(total=sum(map(len, mine)), desc=desc, unit="sent", disable=not progress or rank != 0)
     for chunk in mine:
         b = collate([{"coords": clips[i].coords.astype(np.float32), "labels": np.zeros(0, np.int64), "index": i}
                      for i in chunk])

@@ -124,7 +124,7 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
     ``log.csv`` in ``out``. Without: everything stays in memory (``FitResult.best_state``).
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.train import checkpoint as ck
     from msmae.train.amp import grad_scaler, load_scaler_state, optimizer_step, scaler_state
@@ -200,7 +200,7 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
 
     t0 = time.perf_counter()
     seen = 0
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, unit="step",
+    bar = progress_bar(total=total, initial=start_epoch * steps_per_epoch, desc=desc, unit="step",
                disable=not (progress and info.is_main))
     step_no = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, t.epochs):
