@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="msmae",
         description="MS-MAE: multi-stream masked autoencoder for sign-language keypoints. "
         "video -> keypoints -> corpus -> pre-training -> ISLR / SLT -> attention analysis.",
+        epilog="Progress goes to stderr: a bar on a terminal; in a log file or a pipe, plain lines at most one "
+        "every 30 seconds (MSMAE_PROGRESS_INTERVAL=SECONDS changes that) and a last line when the work ends.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"msmae {__version__}")
