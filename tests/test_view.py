@@ -145,7 +145,7 @@ def runs(tmp_path_factory):
     pretrain(load_config(PretrainConfig, None, SMALL), root / "corpus", root / "pre", progress=False)
     sets = ["model.size=tiny", "model.extra={dim: 32, depth: 2, heads: 2}", "train.epochs=2",
             "train.batch_size=16", "data.num_workers=0", "train.warmup_epochs=1"]
-    assert main(["finetune", "islr", "--dataset", "gislr", "--annotations", str(gislr), "--init", "none",
+    assert main(["finetune", "islr", "--config", "gislr", "--annotations", str(gislr), "--init", "none",
                  "--out", str(root / "islr"), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
     return root / "pre", root / "islr"
 
