@@ -56,6 +56,22 @@ def _nan_weights(folder: Path, fraction: str) -> None:
     save_file(sd, str(folder / ck.WEIGHTS))
 
 
+def _header_claims(folder: Path, **fields) -> None:
+    """A config asking for a bigger model and a weight header claiming its shapes, holding 4 bytes per tensor: the
+    shapes match, so only the header's byte counts tell, before that model is built."""
+    import struct
+
+    from msmae.models import ModelConfig
+
+    _edit_config(folder, _set_model(**fields))
+    with torch.device("meta"):
+        big = MultiStreamEncoder(config=ModelConfig.from_dict(json.loads((folder / ck.CONFIG).read_text())["model"]))
+    header = {f"encoder.{k}": {"dtype": "F32", "shape": list(v.shape), "data_offsets": [4 * i, 4 * i + 4]}
+              for i, (k, v) in enumerate(big.state_dict().items())}
+    text = json.dumps(header).encode()
+    (folder / ck.WEIGHTS).write_bytes(struct.pack("<Q", len(text)) + text + bytes(4 * len(header)))
+
+
 BROKEN = {  # name -> (how the folder is broken, the file the error names, what it says)
     "dim": (lambda f: _edit_config(f, _set_model(dim=32)), ck.WEIGHTS, r"has shape \[(1, 1, )?16.*needs \[(1, 1, )?32"),
     "streams": (lambda f: _edit_config(f, _set_model(streams="body,hands,face")), ck.WEIGHTS, "missing .*face"),
@@ -70,6 +86,7 @@ BROKEN = {  # name -> (how the folder is broken, the file the error names, what 
     "absurd-depth": (lambda f: _edit_config(f, _set_model(depth=10 ** 9)), ck.CONFIG, "refused before anything"),
     "header": (lambda f: (f / ck.WEIGHTS).write_bytes((10 ** 12).to_bytes(8, "little") + b"{}"), ck.WEIGHTS,
                "not a readable safetensors"),
+    "header-shapes": (lambda f: _header_claims(f, cubelet=1000), ck.WEIGHTS, r"does not hold 4 bytes"),
     "nan-all": (lambda f: _nan_weights(f, "all"), ck.WEIGHTS, "weights are not finite"),
     "nan-one": (lambda f: _nan_weights(f, "one"), ck.WEIGHTS, "weights are not finite"),
 }

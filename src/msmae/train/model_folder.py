@@ -6,7 +6,8 @@ allocates anything:
 
 - ``config.json`` is a JSON object of an msmae checkpoint, of a format this msmae reads, with a ``model`` section
   whose sizes are valid and not absurd (:class:`msmae.models.ModelConfig` refuses more than ``MAX_WEIGHTS``);
-- ``model.safetensors`` has a readable header whose tensors lie inside the file (read without loading them);
+- ``model.safetensors`` has a readable header whose tensors lie inside the file and hold exactly their shape's
+  bytes (read without loading them), so the file's size bounds what the config may have built;
 - every tensor the config implies has the shape the file holds (the model is built on the ``meta`` device,
   which allocates nothing, and its shapes are compared with the header's);
 - when the weights are read (:func:`msmae.train.checkpoint.load_state_dict`), they are all finite.
@@ -17,6 +18,7 @@ Each failure is a :class:`~msmae.train.checkpoint.CheckpointError` of one line n
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Callable
 import torch
 
 HEADER_MAX_BYTES = 100_000_000  # safetensors' own limit on the JSON header
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
 @dataclass
@@ -99,6 +103,9 @@ def read_weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             shape, (start, stop) = tuple(int(d) for d in info["shape"]), info["data_offsets"]
             if min(shape, default=1) < 0 or not 0 <= int(start) <= int(stop) <= end:
                 raise ValueError(f"tensor {name} lies outside the file")
+            # the bytes it holds are exactly its shape's: the file's size then bounds the model built from it
+            if int(stop) - int(start) != math.prod(shape) * DTYPE_BYTES[info["dtype"]]:
+                raise ValueError(f"tensor {name} of shape {list(shape)} does not hold {int(stop) - int(start)} bytes")
             shapes[name] = shape
     except (OSError, struct.error, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors weight file ({e})") from None
