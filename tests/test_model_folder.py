@@ -148,6 +148,22 @@ def test_every_command_taking_a_model_says_one_line(tmp_path, capsys, case):
         _check_one_line(err, folder, file if case != "list" or folder is pre else None, pattern)
 
 
+@pytest.mark.parametrize("case", ["format", "list", "model-null", "model-float", "absurd", "header", "model-list",
+                                  "stride-text"])
+def test_inspect_of_a_malformed_model_folder_says_one_line(tmp_path, capsys, case):
+    """``inspect RUN`` reads the time scale only (no weights), but from a checked config and weight header."""
+    more = {"model-list": (lambda f: _edit_config(f, lambda m: {**m, "model": [1]}), ck.CONFIG, "expected a mapping"),
+            "stride-text": (lambda f: _edit_config(f, lambda m: {**m, "encoder_frame_stride": "two"}), ck.CONFIG,
+                            "frame stride is not an integer")}
+    breaks, file, pattern = {**BROKEN, **more}[case]
+    islr = _folder(tmp_path / "islr", task="islr")
+    breaks(islr)
+    assert main(["inspect", str(islr)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    _check_one_line(err, islr, file if case != "list" else None, pattern)
+
+
 def test_finetune_on_nan_weights_says_they_are_not_finite_not_lower_the_learning_rate(tmp_path, capsys):
     man, _ = _clips(tmp_path)
     pre = _folder(tmp_path / "pre")
