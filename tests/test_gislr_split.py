@@ -29,6 +29,26 @@ def test_gislr_without_a_split_is_refused_and_writes_no_model(tmp_path, capsys):
     assert not (tmp_path / "r" / "model").exists() and not (tmp_path / "r" / "metrics.json").exists()
 
 
+def test_under_torchrun_every_rank_refuses_nothing_held_out_in_one_line(tmp_path):
+    """Only rank 0 reads val and test: the other ranks stop with its line, not a lost-connection traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from test_pretrain import free_port
+
+    csv_path = shared_path("gislr-asl-signs", "train.csv")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "msmae", "finetune", "islr", "--dataset", "gislr",
+           "--annotations", str(csv_path), "--init", "none", "--out", str(tmp_path / "r"), "--no-progress",
+           *_sets(TINY)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode != 0
+    assert r.stderr.count("msmae finetune: error: ") == 2 and r.stderr.count("nothing is held out") == 2, r.stderr
+    assert "[rank1]" not in r.stderr and "Connection closed" not in r.stderr, r.stderr[-3000:]
+    assert not (tmp_path / "r" / "model").exists()
+
+
 def test_a_gislr_csv_without_dataset_gislr_says_so(tmp_path, capsys):
     csv_path = shared_path("gislr-asl-signs", "train.csv")
     assert main(["finetune", "islr", "--annotations", str(csv_path), "--init", "none", "--out", str(tmp_path / "r"),

@@ -310,7 +310,7 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
     """Fine-tune (or probe) on the configured dataset; returns the metrics written to ``out/metrics.json``."""
     from msmae.config import save_yaml
     from msmae.train import checkpoint as ck
-    from msmae.train.distributed import cleanup_distributed, init_distributed, resolve_precision
+    from msmae.train.distributed import all_gather_objects, cleanup_distributed, init_distributed, resolve_precision
 
     check_config(cfg)
     out = Path(out)
@@ -323,7 +323,8 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
                                                    else ("train",), progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training examples")
-        if info.is_main and "val" not in splits and "test" not in splits:   # the other ranks read train only
+        # only rank 0 read val and test: every rank takes its word, so all of them stop with the same line
+        if not all_gather_objects("val" in splits or "test" in splits, info)[0]:
             raise ValueError(nothing_held_out(cfg.data))
         if "val" not in splits and info.is_main:
             log.warning("no validation split: the last epoch is kept and nothing is selected")
