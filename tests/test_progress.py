@@ -54,3 +54,14 @@ def test_a_terminal_gets_the_tqdm_bar(monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert isinstance(progress_bar(total=3, desc="x"), LogProgress)
     assert progress_bar(total=3, desc="x", disable=True).disable
+
+
+def test_a_failure_inside_the_bar_is_not_reported_done(monkeypatch, capsys):
+    from msmae.progress import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    with pytest.raises(KeyError):
+        with progress_bar(total=4, desc="load", unit="clip") as bar:
+            bar.update(1)
+            raise KeyError("x")
+    assert capsys.readouterr().err.startswith("load: stopped, 1/4 clips (25%)")

@@ -68,8 +68,8 @@ class LogProgress:
     def __enter__(self) -> "LogProgress":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(stopped=exc_type is not None)  # a failure is not reported as "done"
 
     def update(self, n: float = 1) -> None:
         self.n += n
@@ -89,21 +89,21 @@ class LogProgress:
             self.last = now
             self._write(now)
 
-    def close(self) -> None:
+    def close(self, stopped: bool = False) -> None:
         if not self.closed:
             self.closed = True
-            self._write(time.monotonic(), done=True)
+            self._write(time.monotonic(), end="stopped, " if stopped else "done, ")
 
-    def _write(self, now: float, done: bool = False) -> None:
+    def _write(self, now: float, end: str = "") -> None:
         elapsed = now - self.start
-        units = self.unit + ("" if self.n == 1 else "s")
+        units = self.unit + ("" if (self.total or self.n) == 1 else "s")  # 1/4 clips, 1 clip, 0/1 clip
         count = f"{self.n:g}/{self.total:g} {units}" if self.total else f"{self.n:g} {units}"
         if self.total:
             count += f" ({100 * self.n / self.total:.0f}%)"
         rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
         parts = [count, f"{_clock(elapsed)} elapsed", f"{rate:.3g} {self.unit}/s"] + ([self.postfix] if self.postfix
                                                                                       else [])
-        sys.stderr.write(f"{self.desc or 'progress'}: {'done, ' if done else ''}{', '.join(parts)}\n")
+        sys.stderr.write(f"{self.desc or 'progress'}: {end}{', '.join(parts)}\n")
         sys.stderr.flush()
 
 
