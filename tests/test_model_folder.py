@@ -83,6 +83,8 @@ BROKEN = {  # name -> (how the folder is broken, the file the error names, what 
     "model-null": (lambda f: _edit_config(f, lambda m: {**m, "model": None}), ck.CONFIG, "expected a mapping"),
     "model-float": (lambda f: _edit_config(f, _set_model(dim=16.5)), ck.CONFIG, "dim must be a positive integer"),
     "absurd": (lambda f: _edit_config(f, _set_model(dim=2 ** 20, heads=1)), ck.CONFIG, "refused before anything"),
+    "absurd-layers": (lambda f: _edit_config(f, _set_model(depth=10 ** 6, dim=2, heads=1)), ck.CONFIG,
+                      "more than 1000 layers; refused before anything"),
     "absurd-depth": (lambda f: _edit_config(f, _set_model(depth=10 ** 9)), ck.CONFIG, "refused before anything"),
     "header": (lambda f: (f / ck.WEIGHTS).write_bytes((10 ** 12).to_bytes(8, "little") + b"{}"), ck.WEIGHTS,
                "not a readable safetensors"),

@@ -8,6 +8,7 @@ from msmae.layout import get_layout
 
 
 MAX_WEIGHTS = 1e10  # about 40 GB of float32: the paper's model has 3e7
+MAX_LAYERS = 1000   # per encoder or decoder (the paper's: 8 and 4); even laid out without memory, a million take hours
 
 
 @dataclass
@@ -46,6 +47,10 @@ class ModelConfig:
             raise ValueError(f"model config: mlp_ratio must be positive, got {self.mlp_ratio}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+        for name in ("depth", "decoder_depth"):
+            if getattr(self, name) > MAX_LAYERS:
+                raise ValueError(f"model config: {name} {getattr(self, name)} is more than {MAX_LAYERS} layers; "
+                                 f"refused before anything is built")
         if self.num_weights_estimate() > MAX_WEIGHTS:
             raise ValueError(
                 f"model config: about {self.num_weights_estimate():.3g} weights (dim {self.dim}, depth {self.depth}, "
