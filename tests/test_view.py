@@ -93,6 +93,18 @@ def test_page_has_no_network_reference_and_escapes_script_end(tmp_path):
     assert render_page(page_json(page)) == text
 
 
+def test_a_file_name_holding_a_placeholder_does_not_put_the_data_in_the_title(tmp_path):
+    from msmae.layout import get_layout
+    from msmae.poses.sequence import PoseSequence
+
+    lay = get_layout("body,hands")
+    seq = PoseSequence(np.zeros((4, lay.num_points, 2)), np.ones((4, lay.num_points), bool), 25.0, lay)
+    page = write_view(tmp_path, seq, source=str(tmp_path / "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"))
+    title = re.search(r"<title>(.*?)</title>", page.read_text(), re.S).group(1)
+    assert title == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose · msmae view"
+    assert page_json(page)["title"] == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"
+
+
 def test_video_goes_beside_the_page_as_a_link_and_the_users_file_is_untouched(tmp_path):
     from msmae.analysis.view import place_video
 
@@ -133,7 +145,7 @@ def runs(tmp_path_factory):
     pretrain(load_config(PretrainConfig, None, SMALL), root / "corpus", root / "pre", progress=False)
     sets = ["model.size=tiny", "model.extra={dim: 32, depth: 2, heads: 2}", "train.epochs=2",
             "train.batch_size=16", "data.num_workers=0", "train.warmup_epochs=1"]
-    assert main(["finetune", "islr", "--dataset", "gislr", "--annotations", str(gislr), "--init", "none",
+    assert main(["finetune", "islr", "--config", "gislr", "--annotations", str(gislr), "--init", "none",
                  "--out", str(root / "islr"), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
     return root / "pre", root / "islr"
 

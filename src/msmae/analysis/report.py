@@ -15,9 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from msmae.analysis.attention import AttentionResult, compute_attention
-from msmae.analysis.segmentation import (SegmenterConfig, contrast_curve, pick_peaks, relative_threshold,
-                                         segments_from_boundaries)
+from msmae.analysis.segmentation import (SegmenterConfig, contrast_curve, fill_boundaries, pick_peaks,
+                                         relative_threshold, segments_from_boundaries)
 from msmae.poses.sequence import PoseSequence
+from msmae.utils import plural
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,13 @@ def segment(attention: AttentionResult, segmenter: SegmenterConfig | None = None
     k = None if count is None else max(0, int(count) - 1)
     th = relative_threshold(curve, seg.threshold_mads, seg.min_contrast)
     bounds = pick_peaks(curve, min_distance=min_len, threshold=-np.inf if k is not None else th, count=k)
+    if k is not None and len(bounds) < k:
+        bounds = fill_boundaries(curve, bounds, count=k, min_distance=min_len)
+        if len(bounds) < k:
+            raise ValueError(
+                f"{plural(count, 'segment')} asked for: this clip ({plural(attention.num_tokens, 'token')} of "
+                f"{attention.token_seconds:.3f} s) holds at most {plural(len(bounds) + 1, 'segment')} of at least "
+                f"{seg.min_segment_s:g} s (min_segment_s); ask for fewer, or a shorter min_segment_s")
     segs = segments_from_boundaries(bounds, num_tokens=attention.num_tokens, token_frames=attention.token_frames,
                                     num_frames=attention.num_frames, fps=attention.fps)
     log.debug("%d boundaries at tokens %s (contrast threshold %.4f)", len(bounds), bounds, th)
@@ -77,6 +85,8 @@ def analyze(encoder, seq: PoseSequence, *, layer: int = -1, frame_stride: int = 
             count: int | None = None, progress: bool = False) -> Analysis:
     """Attention and segments of a normalised sequence (any layout holding the encoder's streams)."""
     x = seq.select(encoder.layout) if seq.layout != encoder.layout else seq
+    if not x.present.any():  # as ISLR refuses an empty clip: no attention, segments or ELAN file from nothing
+        raise ValueError(f"no keypoint of {encoder.layout.spec} is present in any frame: nothing to analyse")
     att = compute_attention(encoder, x.coords, fps=seq.fps, layer=layer, frame_stride=frame_stride,
                             chunk_frames=chunk_frames, overlap=overlap, streams=streams, progress=progress)
     return segment(att, segmenter, count)

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -198,8 +199,9 @@ def render_page(data: dict) -> str:
     template = resources.files("msmae.analysis").joinpath("view_template.html").read_text(encoding="utf-8")
     # "<" only occurs inside JSON strings, where \u003c means the same: no "</script>" can end the block early.
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
-    return (template.replace("__MSMAE_TITLE__", html.escape(str(data.get("title") or "msmae view")))
-            .replace("__MSMAE_DATA__", blob))
+    fill = {"TITLE": html.escape(str(data.get("title") or "msmae view")), "DATA": blob}
+    # One pass: a title or file name holding a placeholder's text is not filled in again.
+    return re.sub(r"__MSMAE_(TITLE|DATA)__", lambda m: fill[m.group(1)], template)
 
 
 def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:

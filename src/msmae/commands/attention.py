@@ -74,28 +74,25 @@ def _load_sequence(path, args):
 
 
 def run(args) -> int:
-    import json
     import logging
     from pathlib import Path
-
-    import torch
 
     from msmae.analysis.report import analyze, run_defaults, summary, write_report
     from msmae.analysis.view import write_view
     from msmae.extract.frames import VIDEO_SUFFIXES
     from msmae.analysis.segmentation import SegmenterConfig
     from msmae.cli import CommandError
+    from msmae.commands._device import resolve_device
     from msmae.poses.normalize import normalize
     from msmae.train.checkpoint import CheckpointError, load_encoder, read_checkpoint_config
     from msmae.train.timescale import checkpoint_frame_stride, resolve_frame_stride
+    from msmae.utils import json_text, plural
 
     log = logging.getLogger("msmae.attention")
     src = Path(args.input)
     if not src.exists():
         raise CommandError(f"{src}: no such file")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     try:
         meta = read_checkpoint_config(args.model)
         encoder = load_encoder(args.model, device=device)
@@ -141,17 +138,17 @@ def run(args) -> int:
                          overlap=args.overlap, streams=streams, segmenter=segmenter, count=args.segments,
                          progress=True)
     except ValueError as e:
-        raise CommandError(str(e)) from None
+        raise CommandError(f"{src}: {e}") from None
     paths = write_report(args.out, result, seq, source=str(src), model=str(args.model), media=media)
     video = src if media and src.suffix.lower() in VIDEO_SUFFIXES else raw.meta.get("frame_info_from")
     paths["view"] = write_view(args.out, raw, video=video, analysis=result, source=str(src),
                                models=[{"task": str(meta.get("task", "model")), "run": str(args.model)}])
     info = summary(result, source=str(src), model=str(args.model))
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_text(info, indent=2))
     else:
-        print(f"{src.name}: {info['frames']} frames, {info['num_tokens']} tokens of {info['token_frames']} frames; "
-              f"{len(info['segments'])} segments")
+        print(f"{src.name}: {plural(info['frames'], 'frame')}, {plural(info['num_tokens'], 'token')} of "
+              f"{plural(info['token_frames'], 'frame')}; {plural(len(info['segments']), 'segment')}")
         for s in info["segments"]:
             print(f"  #{s['index'] + 1:<3d} frames {s['start_frame']:>5d}-{s['end_frame']:<5d} "
                   f"{s['start_s']:7.2f}-{s['end_s']:.2f} s")

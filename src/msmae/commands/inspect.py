@@ -14,9 +14,10 @@ the common frame rates); see :func:`msmae.train.timescale.checkpoint_time_scale`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+
+from msmae.utils import json_text
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ def summarize(seq, path: str) -> dict:
         "height": seq.height,
         "fps_assumed": bool(seq.meta.get("fps_assumed", False)),
         "absent_points": seq.meta.get("absent_points", {}),
+        # streams the file does not hold at all (a body,hands extraction's face): absent, not "0% detected"
+        "absent_streams": [name for name, sl in seq.layout.slices().items()
+                           if len(seq.meta.get("absent_points", {}).get(name, ())) >= sl.stop - sl.start],
     }
 
 
@@ -78,7 +82,8 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         fps = f"{r['fps']:g}" + ("*" if r["fps_assumed"] else "")
         body.append([r["path"], str(r["frames"]), fps, f"{r['duration_s']:.2f}", r["layout"]]
-                    + [f"{r['present'].get(s, 0.0):.3f}" for s in streams])
+                    + ["absent" if s in r["absent_streams"] or s not in r["present"] else f"{r['present'][s]:.3f}"
+                       for s in streams])
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(c.ljust(w) if i == 0 or i == 4 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(row, widths))) for row in [head] + body]
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             except CheckpointError as e:
                 fail(str(e))
                 continue
-            print(json.dumps(info) if args.json else _run_line(info), flush=True)
+            print(json_text(info) if args.json else _run_line(info), flush=True)
             continue
         try:
             paths = find_pose_files([item])
@@ -129,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             row = summarize(seq, str(path))
             if args.json:
-                print(json.dumps(row), flush=True)
+                print(json_text(row), flush=True)
             rows.append(row)
     if rows and not args.json:
         print(_table(rows))

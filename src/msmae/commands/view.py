@@ -36,16 +36,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
+    from pathlib import Path
 
+    from msmae.analysis.view import PAGE
     from msmae.cli import CommandError
+    from msmae.commands._device import resolve_device
     from msmae.tasks.view import ViewError, make_view
+    from msmae.utils import json_text, plural
 
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: is a file, not a folder; name a folder for {PAGE} (it is created)")
+    if (out / PAGE).is_dir():
+        raise CommandError(f"--out {out}: {out / PAGE} is a folder; the page cannot be written there")
+    device = resolve_device(args.device)
     try:
         info = make_view(args.input, args.out, models=args.model, video=args.video, fps=args.fps,
                          width=args.width, height=args.height, layer=args.layer, segments=args.segments,
@@ -53,9 +57,10 @@ def run(args) -> int:
     except ViewError as e:
         raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        print(json_text(info, indent=2))
         return 0
-    print(f"{args.input}: {info['frames']} frames at {info['fps']:g} fps, {len(info['segments'])} segments"
+    print(f"{args.input}: {plural(info['frames'], 'frame')} at {info['fps']:g} fps, "
+          f"{plural(len(info['segments']), 'segment')}"
           + (f", video {info['video']}" if info["video"] else ", skeleton only"))
     for r in info["islr"]:
         best = r["clip"][0]

@@ -345,7 +345,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
                 model_complexity: int = 1, max_attention: int | None = None, seed: int = 0, fresh: bool = False,
                 progress: bool = True) -> dict:
     """The user's own videos, no labels: extract -> pack -> pre-train -> attention and segments per video."""
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.analysis.report import analyze, run_defaults, write_report
     from msmae.corpus import pack_corpus
@@ -387,7 +387,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     per_video = []
     todo = pose_files[:max_attention] if max_attention else pose_files
     sources = {c.name: c.source for c in collect_clips([videos], None)[0] if c.source.is_file()}
-    for f in tqdm(todo, desc="attention", unit="video", disable=not progress):
+    for f in progress_bar(todo, desc="attention", unit="video", disable=not progress):
         rel = f.relative_to(poses).with_suffix("")
         d = out / "attention" / rel
         if (d / "segments.json").is_file() and (d / "view.html").is_file():

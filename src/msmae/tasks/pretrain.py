@@ -243,7 +243,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
              progress: bool = True) -> dict:
     """Run pre-training; returns the final metrics (also written to ``out/metrics.json`` by rank 0)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.config import save_yaml
     from msmae.corpus import PackedCorpus
@@ -369,7 +369,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 ck.write_final_model(out, state_dict=model.state_dict(), config=conf)
 
         model.train()
-        bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
+        bar = progress_bar(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
         # read (all ranks, one sync) at log and checkpoint steps; never more steps than the run has
         losses = LossWindow(min(t.log_every, t.steps), info.device)
         recent = np.zeros(0)

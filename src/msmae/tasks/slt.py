@@ -195,20 +195,23 @@ def mbart_dir_of(meta: dict) -> str:
 def translator_from_run(run_dir: str | Path, device="cpu"):
     """(translator in eval mode, tokenizer, checkpoint config dict) of an SLT run or checkpoint."""
     from msmae.config import config_from_dict
-    from msmae.models import ModelConfig, MultiStreamEncoder
+    from msmae.models import MultiStreamEncoder
     from msmae.models.translator import load_mbart
-    from msmae.train.checkpoint import CheckpointError, load_state_dict, read_checkpoint_config
+    from msmae.train.checkpoint import CheckpointError, load_state_dict
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(run_dir)
+    folder = open_model_folder(run_dir)
+    meta = folder.meta
     if meta.get("task") != "slt":
         raise CheckpointError(f"{run_dir}: not an SLT run (task {meta.get('task')!r})")
+    folder.check_shapes(lambda: MultiStreamEncoder(config=folder.model), "encoder.")
     cfg = config_from_dict(SltConfig, meta["task_config"])
     mbart, tokenizer = load_mbart(mbart_dir_of(meta), lang=meta["language"])
     if mbart.config.vocab_size != meta.get("mbart_vocab_size", mbart.config.vocab_size):
         raise CheckpointError(f"{run_dir}: trained with an mBART of vocabulary {meta['mbart_vocab_size']}, "
                               f"{mbart_dir_of(meta)} has {mbart.config.vocab_size}")
-    model = build_translator(MultiStreamEncoder(config=ModelConfig.from_dict(meta["model"])), mbart, cfg.translator)
-    missing, unexpected = model.load_state_dict(load_state_dict(run_dir), strict=False)
+    model = build_translator(MultiStreamEncoder(config=folder.model), mbart, cfg.translator)
+    missing, unexpected = model.load_state_dict(load_state_dict(folder.path), strict=False)
     trained = set(model.trainable_state_dict())
     wrong = [k for k in missing if k in trained]
     if unexpected or wrong:
@@ -226,7 +229,7 @@ def translate(model, tokenizer, clips, *, lang: str, num_beams: int, max_new_tok
     With ``info`` of a multi-process run, the batches are dealt out to the ranks in turn, each rank decodes
     its own and every rank gets all translations back: the same batches as one process decodes, so the
     same translations, in a fraction of the time."""
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.models.translator import decode
     from msmae.train.distributed import all_gather_objects, autocast
@@ -239,7 +242,7 @@ def translate(model, tokenizer, clips, *, lang: str, num_beams: int, max_new_tok
     mine = batches[rank::world]
     done: dict[int, str] = {}
     forced = tokenizer.lang_code_to_id[lang]
-    bar = tqdm(total=sum(map(len, mine)), desc=desc, unit="sent", disable=not progress or rank != 0)
+    bar = progress_bar(total=sum(map(len, mine)), desc=desc, unit="sent", disable=not progress or rank != 0)
     for chunk in mine:
         b = collate([{"coords": clips[i].coords.astype(np.float32), "labels": np.zeros(0, np.int64), "index": i}
                      for i in chunk])

@@ -84,12 +84,16 @@ def checkpoint_time_scale(path, *, fps: float | None = None) -> dict:
     ``cubelet``, ``frame_stride`` (the encoder's pre-training stride; 1 with ``frame_stride_recorded``
     False where the checkpoint does not say), ``token_frames``, ``token_s`` at ``fps`` (None without)
     and ``token_s_by_fps`` at the common video frame rates."""
-    from msmae.train.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from msmae.train.checkpoint import CONFIG, CheckpointError
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(path)
-    model = meta.get("model") or {}
-    stride = checkpoint_frame_stride(meta)
-    scale = time_scale(cubelet=int(model.get("cubelet", 4)), frame_stride=stride or 1, fps=fps)
-    return {"path": str(path), "kind": "run", "checkpoint": str(resolve_checkpoint(path)), "task": meta.get("task"),
-            "streams": model.get("streams"), **scale, "frame_stride_recorded": stride is not None,
+    folder = open_model_folder(path)  # a malformed config or weight header: one line naming the file
+    meta, model = folder.meta, folder.model
+    try:
+        stride = checkpoint_frame_stride(meta)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder.path / CONFIG}: the recorded frame stride is not an integer ({e})") from None
+    scale = time_scale(cubelet=model.cubelet, frame_stride=stride or 1, fps=fps)
+    return {"path": str(path), "kind": "run", "checkpoint": str(folder.path), "task": meta.get("task"),
+            "streams": model.streams, **scale, "frame_stride_recorded": stride is not None,
             "token_s_by_fps": {f"{f:g}": round(scale["token_frames"] / f, 6) for f in COMMON_FPS}}
