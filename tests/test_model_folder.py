@@ -103,6 +103,7 @@ def _check_one_line(message: str, folder: Path, file: str | None, pattern: str) 
         assert str(folder / file) in message, message
 
 
+@pytest.mark.timeout(120)  # an absurd size that slipped through would build for hours: fail instead of hanging
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_load_encoder_refuses_a_broken_folder_before_building(tmp_path, case):
     breaks, file, pattern = BROKEN[case]
