@@ -93,16 +93,20 @@ def test_page_has_no_network_reference_and_escapes_script_end(tmp_path):
     assert render_page(page_json(page)) == text
 
 
-def test_video_goes_beside_the_page_as_a_link_and_the_users_file_is_untouched(tmp_path):
+def test_video_goes_beside_the_page_as_a_copy_and_the_users_file_is_untouched(tmp_path):
     from msmae.analysis.view import place_video
 
     user = tmp_path / "mine" / "clip.MP4"
     user.parent.mkdir()
     user.write_bytes(b"video bytes")
+    os.chmod(user, 0o600)
+    before = user.stat()
     out = tmp_path / "out"
     out.mkdir()
     assert place_video(user, out) == "view.mp4"
-    assert (out / "view.mp4").stat().st_ino == user.stat().st_ino     # same file system: a hard link, no copy
+    assert (out / "view.mp4").stat().st_ino != user.stat().st_ino     # a copy: the page's permissions are its own
+    after = user.stat()
+    assert (after.st_mode, after.st_nlink, after.st_mtime_ns) == (before.st_mode, 1, before.st_mtime_ns)
     (out / "view.mp4").unlink()
     (out / "view.mp4").write_bytes(b"an older page's video")
     assert place_video(user, out) == "view.mp4"                       # replaced, not written through

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -30,7 +31,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes it owner-only (0600): give it what a plain open() would
+        st = os.lstat(tmp_path) if tmp_path.exists() else None
+        # mkstemp makes it owner-only (0600): give it what a plain open() would. Never through a link: a
+        # file with another name (a hard link to the user's file, a symlink) is not ours to chmod.
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
             os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:

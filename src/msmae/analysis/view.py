@@ -4,7 +4,7 @@ the playhead on both axes, and what ISLR and SLT runs make of the clip.
 
 The page is one file with its script and style inline (``view_template.html``, shipped with the package) and
 nothing fetched from the network, so it opens from ``file://``. Only the video, when there is one, lies beside it
-(``view.<suffix>``, a hard link to the user's file where the file system allows, else a copy).
+(``view.<suffix>``, a copy of the user's file: never a link, so the user's file is never changed).
 
 Keypoints travel compactly: coordinates quantised to int16 on a grid of ``span / 2048`` (``span`` = the
 larger side of the box holding 99% of the present points: a quarter pixel for a signer 500 px wide), missing
@@ -203,8 +203,11 @@ def render_page(data: dict) -> str:
 
 
 def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:
-    """Put ``video`` beside the page as ``view.<suffix>`` (a hard link where possible, else a copy; replaced
-    atomically) and return that name. The user's file is never moved or changed."""
+    """Copy ``video`` beside the page as ``view.<suffix>`` (replaced atomically) and return that name.
+
+    A copy, never a hard link: a link shares the user's inode, so setting the page's permissions would change
+    the user's file. The copy gets the permissions a new file gets (the umask); the user's file keeps its mode,
+    content, times and link count."""
     from msmae.utils import atomic_path
 
     src = Path(video)
@@ -213,11 +216,7 @@ def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     if dst.exists() and os.path.samefile(src, dst):
         return name
     with atomic_path(dst, suffix=src.suffix) as tmp:
-        tmp.unlink()  # os.link wants a free name
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or links not allowed
-            shutil.copyfile(src, tmp)
+        shutil.copyfile(src, tmp)
     return name
 
 

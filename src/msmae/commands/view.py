@@ -12,7 +12,7 @@ def register(sub) -> None:
         "heatmap with the playhead on both axes, and the predictions. Each --model adds what that run can say: "
         "a pre-training run -> attention heatmap and segments; an ISLR run -> top-k signs of the clip and of "
         "each segment; an SLT run -> the translation. The video is placed beside the page as view.<suffix> "
-        "(a hard link where possible, else a copy). Keys: space play/pause, left/right one frame, [ and ] "
+        "(a copy; the original is never changed). Keys: space play/pause, left/right one frame, [ and ] "
         "previous/next segment.")
     p.add_argument("input", metavar="INPUT",
                    help="video or frame folder (keypoints extracted on the fly: the `extract` extra), or a pose "
