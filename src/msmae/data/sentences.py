@@ -21,13 +21,16 @@ class SplitData:
     clips: list                          # msmae.data.islr.Clip: normalised float16 keypoints
 
 
-def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_frames: int):
+def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_frames: int,
+                     model_fps: float | None = None):
     """A canonical PoseSequence -> a :class:`msmae.data.islr.Clip` of ``layout``: every
-    ``frame_stride``-th frame, at most ``max_frames`` frames (uniformly resampled), normalised."""
+    ``frame_stride``-th frame (source frames at ``model_fps``, see :func:`msmae.poses.timing.model_step`), at
+    most ``max_frames`` frames (uniformly resampled), normalised."""
     from msmae.data.clips import prepare_clip
     from msmae.poses.timing import stride_for_sequence
 
-    frame_stride = stride_for_sequence(seq.meta, frame_stride)  # a --frame-stride extraction is already strided
+    # a --frame-stride extraction is already strided
+    frame_stride = stride_for_sequence(seq.meta, frame_stride, fps=seq.fps, model_fps=model_fps)
     if frame_stride > 1 and seq.num_frames > 1:
         seq = seq.take_frames(np.arange(0, seq.num_frames, frame_stride))
         seq.fps = seq.fps / frame_stride
@@ -36,7 +39,8 @@ def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_fram
     return prepare_clip(seq, layout=layout, normalize=normalize)
 
 
-def load_example(example, *, layout, normalize: str, frame_stride: int, max_frames: int):
+def load_example(example, *, layout, normalize: str, frame_stride: int, max_frames: int,
+                 model_fps: float | None = None):
     """Read one :class:`msmae.data.slt.SLTExample` (cutting its time range, if any) -> Clip."""
     from msmae.poses.readers import read_sequence
     from msmae.poses.sequence import PoseDataError
@@ -50,7 +54,7 @@ def load_example(example, *, layout, normalize: str, frame_stride: int, max_fram
                                 f"the file's {seq.num_frames} frames")
         seq = seq.slice_frames(first, stop)
     return prepare_sequence(seq, layout=layout, normalize=normalize, frame_stride=frame_stride,
-                            max_frames=max_frames)
+                            max_frames=max_frames, model_fps=model_fps)
 
 
 def _load_one(job):
@@ -64,12 +68,12 @@ def _load_one(job):
 
 
 def load_split(examples, *, layout, normalize: str = "shoulders", frame_stride: int = 1, max_frames: int = 1024,
-               workers: int = 1, progress: bool = True, desc: str = "poses"):
+               model_fps: float | None = None, workers: int = 1, progress: bool = True, desc: str = "poses"):
     """Read the sentences' pose files (in ``workers`` processes) -> (SplitData, [(id, reason)] of the
     examples whose pose file could not be used)."""
     from msmae.data.common import load_in_workers
 
-    kwargs = dict(normalize=normalize, frame_stride=frame_stride, max_frames=max_frames)
+    kwargs = dict(normalize=normalize, frame_stride=frame_stride, max_frames=max_frames, model_fps=model_fps)
     jobs = [(e, layout.spec, kwargs) for e in examples]
     results = load_in_workers(_load_one, jobs, workers=workers, min_parallel=16, progress=progress, desc=desc)
     keep = [i for i, (c, _) in enumerate(results) if c is not None]

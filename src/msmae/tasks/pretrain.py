@@ -225,11 +225,21 @@ def _hours(corpus, train_v: list[int], held_v: list[int]) -> dict:
             "held_out": hours((e[i].length, e[i].fps) for i in held_v) if held_v is not train_v else 0.0}
 
 
-def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int) -> dict:
+def corpus_source_fps(corpus) -> float | None:
+    """The source frame rate ``data.frame_stride`` counts frames at: the median over the corpus's videos of
+    fps x extraction stride (a file without a stride note counts at its own fps). Recorded in the checkpoint
+    so that every later use of the encoder reads keypoints at its time scale, whatever their rate."""
+    from msmae.poses.timing import source_fps_of
+
+    rates = [source_fps_of(e.fps, {"frame_stride": e.frame_stride}) for e in corpus.entries]
+    return round(float(np.median(rates)), 4) if rates else None
+
+
+def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int, source_fps: float | None) -> dict:
     from msmae.config import config_to_dict
 
     return {"task": "pretrain", "model": model_cfg.to_dict(), "layout": model_cfg.layout.to_dict(),
-            "encoder_prefix": "encoder.", "step": step, "task_config": config_to_dict(cfg)}
+            "encoder_prefix": "encoder.", "step": step, "source_fps": source_fps, "task_config": config_to_dict(cfg)}
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -337,7 +347,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         def save(step_: int, final: bool = False) -> None:
             if not info.is_main:
                 return
-            conf = _checkpoint_config(cfg, model_cfg, step_)
+            conf = _checkpoint_config(cfg, model_cfg, step_, corpus_source_fps(corpus))
             state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step_,
                      "torch_rng": torch.get_rng_state(), "scaler": scaler_state(scaler)}
             d = ck.save_checkpoint(out / "checkpoints" / f"step_{step_:07d}", state_dict=model.state_dict(),

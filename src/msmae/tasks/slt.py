@@ -31,6 +31,7 @@ import torch
 from msmae.data.sentences import (SentenceDataset, SplitData, clean_line, collate,  # noqa: F401 (re-exported)
                                   load_example, load_split, prepare_sequence, tokenize_targets)
 from msmae.tasks.common import ModelSection, build_encoder
+from msmae.train.timescale import checkpoint_source_fps, init_source_fps
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: b
     from msmae.data.slt import SLTDataError, load_slt_dataset
 
     d = cfg.data
+    model_fps = init_source_fps(cfg.init)
     data = load_slt_dataset(d.dataset, annotations=d.annotations, poses=d.poses or None, splits=list(splits),
                             strict=d.strict, language=d.dgs_text)
     out: dict[str, SplitData] = {}
@@ -165,8 +167,8 @@ def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: b
         if not examples:
             continue
         sd, problems = load_split(examples, layout=layout, normalize=d.normalize, frame_stride=d.frame_stride,
-                                  max_frames=d.max_frames, workers=d.load_workers, progress=progress,
-                                  desc=f"read {split}")
+                                  max_frames=d.max_frames, model_fps=model_fps, workers=d.load_workers,
+                                  progress=progress, desc=f"read {split}")
         data.excluded.extend(problems)
         if problems:
             log.warning("%s: %d of %d pose files unusable (%s)", split, len(problems), len(examples),
@@ -338,7 +340,8 @@ def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
             "mbart_vocab_size": int(model.mbart.config.vocab_size), "mbart_d_model": int(model.mbart.config.d_model),
             "language": lang, "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
             "normalize": cfg.data.normalize, "frame_stride": cfg.data.frame_stride, "max_frames": cfg.data.max_frames,
-            "tokenizer_size": len(tokenizer), "task_config": config_to_dict(cfg)}
+            "encoder_source_fps": init_source_fps(cfg.init), "tokenizer_size": len(tokenizer),
+            "task_config": config_to_dict(cfg)}
 
 
 def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -481,7 +484,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | 
 def prepare_input(model, meta: dict, seq):
     """A PoseSequence -> the prepared clip a run translates (its frame stride, length cap, normalisation)."""
     return prepare_sequence(seq, layout=model.encoder.config.layout, normalize=meta["normalize"],
-                            frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]))
+                            frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]),
+                            model_fps=checkpoint_source_fps(meta))
 
 
 def translate_sequence(model, tokenizer, meta: dict, seq, *, num_beams: int | None = None) -> str:

@@ -38,6 +38,24 @@ def checkpoint_frame_stride(meta: dict) -> int | None:
     return None
 
 
+def checkpoint_source_fps(meta: dict) -> float | None:
+    """The frame rate (source frames per second) the encoder's frame stride counts: a pre-training run records
+    its corpus's (``source_fps``), a fine-tuned run that of the encoder it started from
+    (``encoder_source_fps``). ``model_fps / frame_stride`` model frames per second is the encoder's time scale
+    (see :func:`msmae.poses.timing.model_step`). None where not recorded."""
+    fps = meta.get("encoder_source_fps", meta.get("source_fps"))
+    return float(fps) if fps else None
+
+
+def init_source_fps(init: str | None) -> float | None:
+    """:func:`checkpoint_source_fps` of the checkpoint or run a task starts from (None for ``none``)."""
+    if not init or str(init).lower() == "none":
+        return None
+    from msmae.train.checkpoint import read_checkpoint_config
+
+    return checkpoint_source_fps(read_checkpoint_config(init))
+
+
 def init_frame_stride(init: str | None) -> int | None:
     """:func:`checkpoint_frame_stride` of the checkpoint or run a task starts from (None for ``none``)."""
     if not init or str(init).lower() == "none":
