@@ -3,7 +3,8 @@
 With ``--json`` it prints one JSON object per line (JSON Lines), one per file, with the keys of
 DESIGN.md: ``path``, ``frames``, ``fps``, ``duration_s``, ``layout``, ``present`` (stream ->
 fraction of that stream's keypoints present over all frames); plus ``width``, ``height``,
-``fps_assumed`` and ``absent_points``. Without it, a table. An unreadable file gets a one-line
+``fps_assumed``, ``absent_points``, ``extract_stride`` (null where the file does not record it) and
+``source_fps``. Without it, a table. An unreadable file gets a one-line
 error on stderr, the other files are still reported, and the exit status is 1.
 
 A run or checkpoint directory among the inputs gets its time scale instead: the frame stride its
@@ -41,16 +42,21 @@ def register(subparsers) -> None:
 
 def summarize(seq, path: str) -> dict:
     """The JSON record of one sequence."""
+    from msmae.poses.timing import seconds, source_fps_of, stride_recorded
+
     return {
         "path": path,
         "frames": seq.num_frames,
         "fps": round(float(seq.fps), 4),
-        "duration_s": round(seq.duration_s, 4),
+        "duration_s": seconds(seq.num_frames, seq.fps),
         "layout": seq.meta.get("source_layout", "unknown"),
         "present": {k: round(v, 6) for k, v in seq.present_fraction().items()},
         "width": seq.width,
         "height": seq.height,
         "fps_assumed": bool(seq.meta.get("fps_assumed", False)),
+        # the frame stride the file records it was extracted at (null: not recorded, its fps tells its time)
+        "extract_stride": int(seq.meta["frame_stride"]) if stride_recorded(seq.meta) else None,
+        "source_fps": round(source_fps_of(seq.fps, seq.meta), 4),
         "absent_points": seq.meta.get("absent_points", {}),
     }
 
