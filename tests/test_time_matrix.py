@@ -274,3 +274,32 @@ def test_elan_links_the_video_and_names_languages_by_iso_639(clips, tmp_path, ca
     assert "--language" in err and "ISO 639" in err and len(err.strip().splitlines()) == 1
     assert main(["attention", str(video), "--model", str(root / "pre"), "--out", str(tmp_path / "d"),
                  "--video", str(video)]) == 1
+
+
+def test_pretraining_says_when_a_corpus_mixes_rates(clips, tmp_path, caplog):
+    """A stride-2 .pose that lost its note packs as a 12 fps source beside 24 fps ones: said, not silent."""
+    from msmae.corpus import PackedCorpus
+    from msmae.tasks.pretrain import _sampling
+
+    _, files = clips
+    for name, parts in (("mixed", [(1, "all", "pose"), (2, "all", "bare.pose")]),
+                        ("same", [(1, "all", "pose"), (2, "all", "pose")])):
+        assert main(["pack", *(str(files[v]) for v in parts), "--out", str(tmp_path / name)]) == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="msmae.tasks.pretrain"):
+        with pytest.raises(Exception, match="mixes extraction frame strides"):
+            _sampling(PackedCorpus(tmp_path / "same"), 48, 2)  # strides that are recorded and differ: refused
+        _sampling(PackedCorpus(tmp_path / "mixed"), 48, 2)
+    assert [r for r in caplog.records if "1 at 12 fps against a median of 24 fps" in r.getMessage()]
+
+
+def test_model_step_arithmetic():
+    from msmae.poses.timing import model_step
+
+    assert model_step(24.0, {}, 2, 24.0).step == 2 and model_step(12.0, {}, 2, 24.0).step == 1
+    assert model_step(12.0, {"frame_stride": 2}, 2).step == 1 and model_step(24.0, {}, 2).step == 2
+    assert not model_step(12.0, {}, 2).exact  # neither side says: taken as full rate, with exact False
+    s = model_step(60.0, {"frame_stride": 1}, 2, 24.0)  # LSA64 at 60 fps: every 5th frame, 12 per second
+    assert s.step == 5 and s.exact and "12 model frames per second" in s.note
+    s = model_step(30.0, {}, 2, 24.0)  # 30 fps: every 2nd (15 per second, not 12): said
+    assert s.step == 2 and not s.exact and "not exact" in s.note

@@ -62,6 +62,23 @@ def sampling_for_corpus(extract_strides: Iterable[int], window: int, frame_strid
     return sampling_for_stride(window, frame_stride, next(iter(counts), 1))
 
 
+def mixed_rates(source_rates: Iterable[float], tolerance: float = 1.5) -> str | None:
+    """One line when some videos' source rates (fps x recorded extraction stride) stand ``tolerance`` times or
+    more from the median: the typical sign of a stride-2 ``.pose`` whose note was lost (it counts as a 12 fps
+    source among 24 fps ones), which one window length in frames cannot serve. None when they agree."""
+    rates = sorted(float(r) for r in source_rates)
+    if not rates:
+        return None
+    mid = rates[len(rates) // 2]
+    odd = Counter(round(r, 3) for r in rates if max(r / mid, mid / r) >= tolerance)
+    if not odd:
+        return None
+    parts = ", ".join(f"{n} at {r:g} fps" for r, n in sorted(odd.items()))
+    return (f"source frame rates differ: {parts} against a median of {mid:g} fps; a window of frames covers "
+            f"different seconds in them (a .pose rewritten by pose-format loses its --frame-stride note and counts "
+            f"at its own fps: extract it again, or pack files of one rate together)")
+
+
 def extract_stride_of(meta: dict) -> int:
     """The extraction frame stride a sequence's ``meta`` records (1 when none)."""
     return int(meta.get("frame_stride", 1) or 1)

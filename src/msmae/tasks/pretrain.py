@@ -120,7 +120,7 @@ def _holdout_split(ids: list[str], fraction: float, max_videos: int) -> tuple[li
 
 def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
     """data.window / data.frame_stride in stored frames of this corpus (see msmae.poses.timing)."""
-    from msmae.poses.timing import sampling_for_corpus
+    from msmae.poses.timing import mixed_rates, sampling_for_corpus
 
     try:
         s = sampling_for_corpus((e.frame_stride for e in corpus.entries), window, frame_stride)
@@ -129,6 +129,9 @@ def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
 
         raise CorpusError(f"{corpus.root}: {e}") from None
     (log.info if s.exact else log.warning)("sampling: %s", s.note)
+    mixed = mixed_rates(e.fps * e.frame_stride for e in corpus.entries)
+    if mixed:
+        log.warning("%s: %s", corpus.root, mixed)
     return s.window, s.stride
 
 
