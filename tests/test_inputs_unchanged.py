@@ -63,7 +63,8 @@ def runs(tmp_path_factory):
     before = states(files)
     poses = [str(files[f"train_{i}_original.pose"]) for i in range(1, 5)]
     assert main(["pack", *poses, "--out", str(root / "corpus")]) == 0
-    assert main(["pretrain", "--data", str(root / "corpus"), "--out", str(root / "pre"), "--no-progress", *sets(TINY)]) == 0
+    assert main(["pretrain", "--data", str(root / "corpus"), "--out", str(root / "pre"), "--no-progress",
+                 *sets(TINY)]) == 0
     assert main(["finetune", "islr", "--annotations", str(files["islr.csv"]), "--init", str(root / "pre"),
                  "--out", str(root / "islr"), "--no-progress", *sets(ISLR)]) == 0
     assert state_changes(before, states(files)) == []

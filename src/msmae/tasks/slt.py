@@ -153,12 +153,12 @@ def check_config(cfg: SltConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: bool = True):
-    """Annotations + pose files -> ({split: SplitData}, excluded counts by reason)."""
+def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, model_fps: float | None = None, progress=True):
+    """Annotations + pose files -> ({split: SplitData}, excluded counts by reason); ``model_fps``: the
+    encoder's source rate (see :func:`msmae.poses.timing.model_step`)."""
     from msmae.data.slt import SLTDataError, load_slt_dataset
 
     d = cfg.data
-    model_fps = init_source_fps(cfg.init)
     data = load_slt_dataset(d.dataset, annotations=d.annotations, poses=d.poses or None, splits=list(splits),
                             strict=d.strict, language=d.dgs_text)
     out: dict[str, SplitData] = {}
@@ -331,7 +331,7 @@ def fit(model, tokenizer, train_ds: SentenceDataset, *, cfg: SltConfig, lang: st
 
 
 # ------------------------------------------------------------------------------------------- the run
-def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
+def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str, model_fps: float | None) -> dict:
     from msmae.config import config_to_dict
 
     mc = model.encoder.config
@@ -340,7 +340,7 @@ def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
             "mbart_vocab_size": int(model.mbart.config.vocab_size), "mbart_d_model": int(model.mbart.config.d_model),
             "language": lang, "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
             "normalize": cfg.data.normalize, "frame_stride": cfg.data.frame_stride, "max_frames": cfg.data.max_frames,
-            "encoder_source_fps": init_source_fps(cfg.init), "tokenizer_size": len(tokenizer),
+            "encoder_source_fps": model_fps, "tokenizer_size": len(tokenizer),
             "task_config": config_to_dict(cfg)}
 
 
@@ -362,7 +362,8 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
         encoder = build_encoder(cfg.init, cfg.model, seed=cfg.train.seed)
         layout = encoder.config.layout
         wanted = sorted({"train", val_split, "test"}, key=["train", "dev", "test"].index)
-        splits, excluded = prepare_splits(cfg, layout, wanted, progress=progress and info.is_main)
+        model_fps = init_source_fps(cfg.init)  # the encoder's time scale, recorded with the run
+        splits, excluded = prepare_splits(cfg, layout, wanted, model_fps=model_fps, progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training sentences")
         mbart, tokenizer = load_mbart(cfg.translator.mbart, lang=lang, sample_texts=splits["train"].texts)
@@ -375,7 +376,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                         cut, len(targets), cfg.data.max_target_tokens)
         train_ds = SentenceDataset(splits["train"].clips, targets, train=True, drop_duplicate=cfg.augment.drop_duplicate,
                                    max_frames=cfg.data.max_frames, seed=cfg.train.seed)
-        conf = checkpoint_config(cfg, model, tokenizer, lang)
+        conf = checkpoint_config(cfg, model, tokenizer, lang, model_fps)
         summary = model.trainable_summary()
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -465,7 +466,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | 
     model, tokenizer, meta = model or translator_from_run(run_dir)
     cfg = config_from_dict(SltConfig, meta["task_config"])
     override_data(cfg, annotations=annotations, poses=poses)
-    splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name], progress=progress)
+    splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name],
+                                      model_fps=checkpoint_source_fps(meta), progress=progress)
     if name not in splits:
         raise ValueError(f"{run_dir}: the {cfg.data.dataset} data ({cfg.data.annotations}) has no usable "
                          f"{name} sentences")
