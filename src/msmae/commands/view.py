@@ -21,7 +21,9 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", default=[], metavar="RUN",
                    help="a pre-training, ISLR or SLT run or checkpoint directory; repeat for several")
     p.add_argument("--video", metavar="FILE",
-                   help="for a pose file: the video it was extracted from, shown under the skeleton")
+                   help="for a pose file: the video it was extracted from, shown under the skeleton (default: a video "
+                   "with the same name beside it). A .pose keeps its own frame rate (a --frame-stride 2 extraction "
+                   "plays at half the video's); a .npy or .parquet takes the video's unless --fps is given")
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="find exactly N segments instead of thresholding the boundary contrast")
     p.add_argument("--layer", type=int, default=-1, help="encoder layer of the heatmap (default -1, the last)")
