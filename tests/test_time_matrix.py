@@ -90,12 +90,15 @@ def _ids(v):
     return f"stride{v[0]}-{v[1]}-{v[2]}"
 
 
-def test_the_encoder_records_its_time_scale(clips):
+def test_the_encoder_records_its_time_scale(clips, capsys):
     from msmae.train.checkpoint import read_checkpoint_config
     from msmae.train.timescale import checkpoint_frame_stride, checkpoint_source_fps
 
     meta = read_checkpoint_config(clips[0] / "pre")
     assert checkpoint_frame_stride(meta) == 2 and checkpoint_source_fps(meta) == FPS
+    assert main(["inspect", str(clips[0] / "pre"), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["source_fps"] == FPS and rec["token_s_by_fps"]["24"] == pytest.approx(TOKEN_S, abs=1e-6)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=_ids)

@@ -100,8 +100,9 @@ COMMON_FPS = (24.0, 25.0, 30.0, 50.0, 60.0)  # frame rates seconds per token are
 def checkpoint_time_scale(path, *, fps: float | None = None) -> dict:
     """The time scale of a run or checkpoint directory (``msmae inspect RUN``): ``task``, ``streams``,
     ``cubelet``, ``frame_stride`` (the encoder's pre-training stride; 1 with ``frame_stride_recorded``
-    False where the checkpoint does not say), ``token_frames``, ``token_s`` at ``fps`` (None without)
-    and ``token_s_by_fps`` at the common video frame rates."""
+    False where the checkpoint does not say), ``token_frames``, ``token_s`` at ``fps`` (None without),
+    ``token_s_by_fps`` at the common video frame rates and ``source_fps``, the rate the encoder's frames
+    were counted at (None where not recorded)."""
     from msmae.train.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     meta = read_checkpoint_config(path)
@@ -110,4 +111,5 @@ def checkpoint_time_scale(path, *, fps: float | None = None) -> dict:
     scale = time_scale(cubelet=int(model.get("cubelet", 4)), frame_stride=stride or 1, fps=fps)
     return {"path": str(path), "kind": "run", "checkpoint": str(resolve_checkpoint(path)), "task": meta.get("task"),
             "streams": model.get("streams"), **scale, "frame_stride_recorded": stride is not None,
+            "source_fps": checkpoint_source_fps(meta),  # the rate its stride counts frames at (None: not recorded)
             "token_s_by_fps": {f"{f:g}": round(scale["token_frames"] / f, 6) for f in COMMON_FPS}}
