@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,13 @@ def random_walk_corpus(root: Path, n: int = 8, seed: int = 0) -> Path:
         seqs.append(PoseSequence(c, rng.random((T, 160)) > 0.2, 25.0, source=f"walk{i}"))
     pack_sequences(seqs, root, normalize=False)
     return root
+
+
+def free_port() -> int:
+    """A port free now (torchrun tests run beside other test processes: never a fixed port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cfg_of(*extra: str) -> PretrainConfig:
@@ -186,7 +194,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     sets = sum((["--set", s] for s in SMALL + ["train.steps=3", "train.checkpoint_every=2"]), [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()),
            "-m", "msmae", "pretrain", "--data", str(data), "--out", str(out), "--no-progress", *sets]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -85,8 +85,8 @@ def test_ranks_own_disjoint_parts_and_load_only_them(tmp_path):
         assert_same(dev.batch(np.arange(10)), reference(ds[r], range(10)))
         other = parts[1 - r][0]
         assert dev.row_of[other] == -1
-        ds[r].part, ds[r]._part = [other], np.array([other])   # positions that map to another rank's video
-        ds[r]._epochs.clear()
+        ds[r].plan.parts[r] = np.array([other])          # positions that map to another rank's video
+        ds[r].plan._epochs.clear()
         with pytest.raises(ValueError, match="outside this rank's part"):
             dev.batch([0])
 

@@ -23,7 +23,9 @@ def register(sub) -> None:
         "AdamW (0.9, 0.95) lr 8e-4, 2K warm-up + cosine, 120K steps. Multi-GPU / multi-node: launch with "
         "`torchrun --nproc_per_node N [--nnodes M ...] -m msmae pretrain ...` (DDP; NCCL on GPUs, gloo on CPU). "
         "Writes RUN/config.yaml, RUN/checkpoints/, RUN/model/, RUN/tb/ (TensorBoard), RUN/log.csv, RUN/loss.png, "
-        "RUN/metrics.json.")
+        "RUN/metrics.json, and RUN/batches.jsonl with --set train.record_batches=true (each rank's videos and window "
+        "starts at every step). Each rank reads its own random part of the videos in its own order "
+        "(docs/data-order.md).")
     p.add_argument("--data", required=True, metavar="CORPUS", help="corpus directory made by `msmae pack`")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     add_config_arguments(p)

@@ -9,7 +9,7 @@
 
 Both cut the same windows from :meth:`WindowDataset.locate_many` and return bit-identical tensors, so a run
 gives the same data (and losses) on either path, and resume stays exact: the window drawn at position k of a
-rank is a pure function of (seed, k, rank, world size).
+rank is a pure function of (seed, k, rank, world size) (:mod:`msmae.data.sampling`).
 
 Shapes: B windows, L = ceil(window / frame_stride) frames, K keypoints. A batch is ``coords`` (B, L, K, 2)
 float32 (0 where not present), ``present`` (B, L, K) bool (True = detected), ``frame_valid`` (B, L) bool
@@ -25,6 +25,8 @@ import os
 import numpy as np
 import torch
 
+from msmae.data.sampling import DrawPlan
+
 log = logging.getLogger(__name__)
 
 ON_DEVICE_CHOICES = ("auto", "true", "false")
@@ -33,63 +35,39 @@ ON_DEVICE_CHOICES = ("auto", "true", "false")
 class WindowDataset(torch.utils.data.Dataset):
     """Sample k of this rank -> a window of one video.
 
-    Rank r of W owns the videos ``videos[r::W]`` (its part: the device-resident path loads only those).
-    Per epoch of ``ceil(len(videos) / W)`` samples the part is shuffled with (seed, epoch); a part shorter
-    than that wraps around. The window start of each video is drawn once per epoch from (seed, epoch);
-    videos shorter than the window start at 0 and are padded (``frame_valid`` False).
+    Which window is drawn at each position is :class:`~msmae.data.sampling.DrawPlan`'s: rank r of W owns
+    ``part`` (a seeded random partition of ``videos``; the device-resident path loads only those) and shuffles
+    its windows every epoch of ``per_rank`` positions with (seed, epoch, rank); ``sampling`` chooses one window
+    per video per epoch (``per_video``) or windows in proportion to length (``by_length``). Videos shorter than
+    the window start at 0 and are padded (``frame_valid`` False).
     """
 
     def __init__(self, corpus, videos: list[int], *, keypoints: list[int], window: int, frame_stride: int,
-                 seed: int, rank: int = 0, world_size: int = 1, length: int = 1 << 62):
-        if not videos:
-            raise ValueError("no training videos in the corpus")
+                 seed: int, rank: int = 0, world_size: int = 1, length: int = 1 << 62,
+                 sampling: str = "per_video", plan: DrawPlan | None = None):
         self.corpus, self.videos, self.keypoints = corpus, list(videos), np.asarray(keypoints, dtype=np.int64)
         self.window, self.stride, self.seed = window, frame_stride, seed
         self.rank, self.world = rank, world_size
-        self.part = self.videos[rank::world_size] or [self.videos[rank % len(self.videos)]]
-        self.per_rank = max(1, math.ceil(len(self.videos) / world_size))
         self.length = length
         self.out_len = math.ceil(window / frame_stride)
-        # Per-entry arrays of the whole corpus (for the batched gather) and per-part lengths (for the draws).
+        # Per-entry arrays of the whole corpus (for the batched gather).
         self._shard = np.array([e.shard for e in corpus.entries], dtype=np.int64)
         self._offset = np.array([e.offset for e in corpus.entries], dtype=np.int64)
         self._len = np.array([e.length for e in corpus.entries], dtype=np.int64)
-        self._part = np.asarray(self.part, dtype=np.int64)
-        self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.plan = plan or DrawPlan(self.videos, self._len, window=window, seed=seed, world_size=world_size,
+                                     sampling=sampling)
+        self._part = self.plan.parts[rank]
+        self.part = [int(v) for v in self._part]
+        self.per_rank = self.plan.per_rank
         self._all_points = len(self.keypoints) == corpus.num_points and \
             bool((self.keypoints == np.arange(corpus.num_points)).all())
 
     def __len__(self) -> int:
         return self.length
 
-    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(shuffled part positions, window start of each part position) of one epoch (cached)."""
-        if epoch not in self._epochs:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.part))
-            u = np.random.default_rng([self.seed, epoch, 7]).random(len(self.part))
-            room = self._len[self._part] - self.window + 1
-            starts = np.where(room > 1, np.floor(u * np.maximum(room, 1)), 0).astype(np.int64)
-            if len(self._epochs) >= 4:
-                self._epochs.pop(min(self._epochs))
-            self._epochs[epoch] = (perm, starts)
-        return self._epochs[epoch]
-
     def locate_many(self, ks) -> tuple[np.ndarray, np.ndarray]:
         """Sample positions (B,) of this rank -> (video indices in the corpus (B,), window start frames (B,))."""
-        ks = np.asarray(ks, dtype=np.int64).reshape(-1)
-        videos = np.empty(len(ks), np.int64)
-        starts = np.empty(len(ks), np.int64)
-        epochs, pos = np.divmod(ks, self.per_rank)
-        if len(ks) and epochs[0] == epochs[-1] and (epochs == epochs[0]).all():   # the usual case: one epoch
-            perm, st = self._epoch(int(epochs[0]))
-            j = perm[pos % len(self.part)]
-            return self._part[j], st[j]
-        for ep in np.unique(epochs):
-            sel = epochs == ep
-            perm, st = self._epoch(int(ep))
-            j = perm[pos[sel] % len(self.part)]
-            videos[sel], starts[sel] = self._part[j], st[j]
-        return videos, starts
+        return self.plan.locate_many(ks, self.rank)
 
     def locate(self, k: int) -> tuple[int, int]:
         """Sample k of this rank -> (video index in corpus, window start frame)."""
@@ -326,13 +304,19 @@ class DeviceWindows:
 
 
 def batch_stream(ds: WindowDataset, start: int, stop: int, batch_size: int, *, device: torch.device,
-                 on_device: str = "auto", memory_fraction: float = 0.5, num_workers: int = 2):
+                 on_device: str = "auto", memory_fraction: float = 0.5, num_workers: int = 2, processes: int = 1):
     """Batches of positions start, start + 1, ... stop - 1 of this rank, on ``device``.
+
+    ``processes``: training processes on this machine. On the CPU they share the host's memory, so each
+    budgets ``1 / processes`` of it (a GPU's free memory is its own rank's).
 
     Returns (iterator of batch dicts, path) with path ``"device"`` (device-resident, see :func:`choose_on_device`)
     or ``"workers"`` (memory-mapped shards read by ``num_workers`` DataLoader processes; 0 = in this process)."""
     device = torch.device(device)
-    use, why = choose_on_device(on_device, device_bytes(ds), free_memory(device), memory_fraction)
+    sharing = max(1, processes) if device.type == "cpu" else 1
+    use, why = choose_on_device(on_device, device_bytes(ds), free_memory(device) // sharing, memory_fraction)
+    if sharing > 1:
+        why += f" (free host memory divided among the {sharing} processes on this machine)"
     if on_device == "true" and not use:
         log.warning(why)
     else:

@@ -75,7 +75,7 @@ class TrainSection:
     select_metric: str = "top1"         # validation metric choosing the best epoch: top1 | top5 (Slovo)
     eval_every: int = 1                 # epochs between validations
     eval_batch_size: int = 256          # clips per evaluation batch
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 (loss scaled) | fp32
+    precision: str = "auto"             # auto (native bf16 GPUs: bf16, else fp32) | bf16 | fp16 (scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     log_every: int = 20                 # steps between TensorBoard points
@@ -172,7 +172,7 @@ def fit(model, train_ds, *, train: TrainSection, val_ds=None, info=None, out: Pa
     fine-tuning loop (:func:`msmae.train.loop.fit_epochs`: AdamW, per-step warm-up + cosine, checkpoints,
     resume, DDP); validate every ``train.eval_every`` epochs (on rank 0) and keep the best epoch on
     ``train.select_metric``. Returns a :class:`msmae.train.loop.FitResult`."""
-    from msmae.train.distributed import DistInfo, resolve_precision
+    from msmae.train.distributed import DistInfo, all_gather_objects, resolve_precision
     from msmae.train.loop import fit_epochs
 
     info = info or DistInfo()
@@ -191,7 +191,7 @@ def fit(model, train_ds, *, train: TrainSection, val_ds=None, info=None, out: Pa
         logits = predict_logits(model, val_ds, batch_size=t.eval_batch_size, device=device, amp_dtype=amp)
         return classification_metrics(logits, val_ds.labels, [str(i) for i in range(logits.shape[1])])
 
-    has_val = val_ds is not None and len(val_ds) > 0
+    has_val = all_gather_objects(val_ds is not None and len(val_ds) > 0, info)[0]   # rank 0 holds the val split
     return fit_epochs(model, train_ds, settings=epoch_settings(t, num_workers), step=step,
                       validate=validate if has_val else None, val_keys=("top1", "top5"), select=t.select_metric,
                       info=info, out=out, ckpt_config=ckpt_config, resume=resume, progress=progress, desc=desc)
@@ -300,10 +300,12 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
     try:
         encoder = build_encoder(cfg.init, cfg.model, seed=cfg.train.seed)
         layout = encoder.config.layout
-        classes, splits, excluded = prepare_splits(cfg, layout, progress=progress and info.is_main)
+        # Validation and test are scored on rank 0 only: the other ranks read the training clips alone.
+        classes, splits, excluded = prepare_splits(cfg, layout, splits=("train", "val", "test") if info.is_main
+                                                   else ("train",), progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training examples")
-        if "val" not in splits:
+        if "val" not in splits and info.is_main:
             log.warning("no validation split: the last epoch is kept and nothing is selected")
         torch.manual_seed(cfg.train.seed)
         model = build_classifier(encoder, len(classes), cfg.mode, cfg.train.head_dropout, cfg.probe_norm)
@@ -311,9 +313,9 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, out / "config.yaml")
-        log.info("%s: %d classes, train %d, val %d, test %d clips; %d trainable parameters", cfg.mode, len(classes),
-                 *(len(splits[s].ids) if s in splits else 0 for s in ("train", "val", "test")),
-                 model.trainable_parameters())
+            log.info("%s: %d classes, train %d, val %d, test %d clips; %d trainable parameters", cfg.mode,
+                     len(classes), *(len(splits[s].ids) if s in splits else 0 for s in ("train", "val", "test")),
+                     model.trainable_parameters())
         res = fit(model, make_dataset(splits["train"], cfg, train=True), train=cfg.train,
                   val_ds=make_dataset(splits["val"], cfg, train=False) if "val" in splits else None, info=info,
                   out=out, ckpt_config=conf, resume=resume, num_workers=cfg.data.num_workers, progress=progress,

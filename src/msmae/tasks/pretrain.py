@@ -1,9 +1,10 @@
 """MS-MAE pre-training (paper 4.1): windows from a packed corpus, masked reconstruction, AdamW with
 warm-up + cosine, checkpoints, exact resume, torchrun/DDP.
 
-Exact resume: the sample drawn at global position k (per rank) and the mask of step s are pure
-functions of (seed, k) and (seed, s, rank), so a resumed run sees the same data and masks as an
-uninterrupted one; model, optimiser, scheduler and RNG states come from the checkpoint.
+Exact resume: the window drawn at position k of a rank (:mod:`msmae.data.sampling`: a seeded random
+partition of the videos over the ranks, each rank's own (seed, epoch, rank) order) and the mask of step s
+are pure functions of (seed, k, rank, world size) and (seed, s, rank), so a resumed run sees the same data
+and masks as an uninterrupted one; model, optimiser, scheduler and RNG states come from the checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import csv
 import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from msmae.data.sampling import SAMPLING_CHOICES
 from msmae.data.windows import ON_DEVICE_CHOICES, WindowDataset, batch_stream  # WindowDataset: re-exported here
 from msmae.tasks.common import ModelSection
 
@@ -50,6 +51,7 @@ class DataSection:
     num_workers: int = 2                # DataLoader worker processes per rank (worker path)
     on_device: str = "auto"             # auto | true | false: hold the corpus in device memory, cut batches there
     device_memory_fraction: float = 0.5  # auto/true: on the device only if it needs <= this share of free memory
+    sampling: str = "per_video"         # per_video (one window per video per epoch) | by_length (one per window length)
 
     def __post_init__(self) -> None:
         self.on_device = {"yes": "true", "1": "true", "no": "false", "0": "false"}.get(
@@ -58,6 +60,8 @@ class DataSection:
             raise ValueError(f"data.on_device must be auto, true or false, got {self.on_device!r}")
         if not 0.0 < self.device_memory_fraction <= 1.0:
             raise ValueError(f"data.device_memory_fraction must be in (0, 1], got {self.device_memory_fraction}")
+        if self.sampling not in SAMPLING_CHOICES:
+            raise ValueError(f"data.sampling must be one of {', '.join(SAMPLING_CHOICES)}, got {self.sampling!r}")
         if self.window < 1 or self.frame_stride < 1 or self.eval_windows < 1:
             raise ValueError("data.window, data.frame_stride and data.eval_windows must be at least 1")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -77,13 +81,14 @@ class TrainSection:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas (paper)
     weight_decay: float = 0.05          # AdamW weight decay (paper: unstated; MAE's value)
     grad_clip: float = 0.0              # max gradient norm, 0 = off
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 (loss scaled) | fp32
+    precision: str = "auto"             # auto (native bf16 GPUs: bf16, else fp32) | bf16 | fp16 (scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     checkpoint_every: int = 1000        # steps between checkpoints (0 = only at the end)
     keep_checkpoints: int = 3           # newest step checkpoints kept (0 = all)
     log_every: int = 50                 # steps between log lines / TensorBoard points
     eval_every: int = 0                 # steps between held-out evaluations (0 = at the end only)
+    record_batches: bool = False        # write batches.jsonl: each rank's videos and window starts at every step
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.log_every < 1:
@@ -254,11 +259,12 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
 
     from msmae.config import save_yaml
     from msmae.corpus import PackedCorpus
+    from msmae.data.batch_log import BatchLog
     from msmae.models import MSMAE
     from msmae.train import checkpoint as ck
     from msmae.train.amp import grad_scaler, load_scaler_state, optimizer_step, scaler_state
-    from msmae.train.distributed import (all_reduce_mean, autocast, barrier, cleanup_distributed,
-                                         init_distributed, resolve_precision)
+    from msmae.train.distributed import autocast, barrier, cleanup_distributed, init_distributed, resolve_precision
+    from msmae.train.loss_window import LossWindow
     from msmae.train.optim import build_optimizer, cosine_with_warmup
 
     out = Path(out)
@@ -285,7 +291,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             held_v = train_v
 
         from msmae.corpus.checks import require_maskable  # refuse a corpus that would train to loss 0
-        require_maskable(corpus, train_v, keypoints, window=cfg.data.window, frame_stride=cfg.data.frame_stride,
+        window, frame_stride = _sampling(corpus, cfg.data.window, cfg.data.frame_stride)   # in stored frames
+        require_maskable(corpus, train_v, keypoints, window=window, frame_stride=frame_stride,
                          cubelet=model_cfg.cubelet, mask_ratio=cfg.mask.ratio)
 
         torch.manual_seed(t.seed)
@@ -321,14 +328,12 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
         ddp = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
             if info.distributed else model
 
-        window, frame_stride = _sampling(corpus, cfg.data.window, cfg.data.frame_stride)
-        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=window,
-                           frame_stride=frame_stride, seed=t.seed, rank=info.rank,
-                           world_size=info.world_size)
+        ds = WindowDataset(corpus, train_v, keypoints=keypoints, window=window, frame_stride=frame_stride,
+                           seed=t.seed, rank=info.rank, world_size=info.world_size, sampling=cfg.data.sampling)
         start_k, stop_k = step * micro * t.grad_accum, t.steps * micro * t.grad_accum
         batches, data_path = batch_stream(ds, start_k, stop_k, micro, device=info.device,
                                           on_device=cfg.data.on_device, memory_fraction=cfg.data.device_memory_fraction,
-                                          num_workers=cfg.data.num_workers)
+                                          num_workers=cfg.data.num_workers, processes=info.local_world_size)
         ev_windows = eval_windows(corpus, held_v, cfg.data.eval_windows, window, t.seed)
         ev_ds = WindowDataset(corpus, held_v, keypoints=keypoints, window=window,
                               frame_stride=frame_stride, seed=t.seed)
@@ -346,6 +351,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 lines = log_csv.read_text().splitlines()
                 keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
                 log_csv.write_text("\n".join(keep) + "\n")
+        batch_log = BatchLog(out, ds.plan, per_step=micro * t.grad_accum, start_step=step) \
+            if info.is_main and t.record_batches else None
 
         def save(step_: int, final: bool = False) -> None:
             if not info.is_main:
@@ -362,7 +369,9 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
 
         model.train()
         bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
-        recent: list[float] = []
+        # read (all ranks, one sync) at log and checkpoint steps; never more steps than the run has
+        losses = LossWindow(min(t.log_every, t.steps), info.device)
+        recent = np.zeros(0)
         last_eval: dict = {}
         t_window, n_window = time.perf_counter(), 0
         t_start, samples_total = time.perf_counter(), 0
@@ -385,14 +394,21 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             optimizer_step(opt, scaler, model.parameters(), t.grad_clip)
             sched.step()
             step += 1
-            loss_v = float(all_reduce_mean(loss_acc, info))
-            if not math.isfinite(loss_v):
-                raise FloatingPointError(f"loss became {loss_v} at step {step}; lower train.lr or check the data")
-            recent = (recent + [loss_v])[-max(1, t.log_every):]
+            losses.add(loss_acc)
+            if batch_log is not None:
+                batch_log.write(step)
             n_window += t.batch_size
             samples_total += t.batch_size
             bar.update(1)
-            if step % t.log_every == 0 or step == t.steps:
+            log_now = step % t.log_every == 0 or step == t.steps
+            if log_now or (t.checkpoint_every and step % t.checkpoint_every == 0):
+                recent = losses.read(info)
+                bad = np.flatnonzero(~np.isfinite(recent))
+                if len(bad):
+                    raise FloatingPointError(f"loss became {recent[bad[0]]} at step {step - len(recent) + 1 + bad[0]}; "
+                                             f"lower train.lr or check the data")
+                loss_v = float(recent[-1])
+            if log_now:
                 now = time.perf_counter()
                 sps = n_window / max(now - t_window, 1e-9)
                 t_window, n_window = now, 0
@@ -416,6 +432,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 save(step)
                 barrier(info)
         bar.close()
+        if batch_log is not None:
+            batch_log.close()
         train_time = time.perf_counter() - t_start
         metrics: dict = {}
         if info.is_main:
@@ -425,7 +443,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             save(step, final=True)
             metrics = {
                 "steps": step,
-                "final_loss": float(np.mean(recent)) if recent else None,
+                "final_loss": float(np.mean(recent)) if len(recent) else None,
                 "eval_loss": last_eval["eval_loss"],
                 "mean_baseline_loss": last_eval["mean_baseline_loss"],
                 "eval_targets": last_eval["eval_targets"],

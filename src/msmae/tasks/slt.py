@@ -97,7 +97,7 @@ class TrainSection:
     val_max_examples: int = 0           # validate on the first N examples only (0 = all)
     eval_batch_size: int = 64           # sentences per generation batch
     checkpoint_every: int = 1           # epochs between `last` checkpoints (the best one is always kept)
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 (loss scaled) | fp32
+    precision: str = "auto"             # auto (native bf16 GPUs: bf16, else fp32) | bf16 | fp16 (scaled) | fp32
     device: str = "auto"                # auto | cpu | cuda
     seed: int = 0
     log_every: int = 20                 # steps between TensorBoard points

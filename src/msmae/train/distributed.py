@@ -23,6 +23,7 @@ class DistInfo:
     world_size: int = 1        # number of processes over all machines
     local_rank: int = 0        # rank on this machine (GPU index)
     device: torch.device = torch.device("cpu")
+    local_world_size: int = 1  # processes on this machine (they share its host memory)
 
     @property
     def is_main(self) -> bool:
@@ -58,7 +59,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
             torch.cuda.set_device(dev)
         dist.init_process_group(backend=backend)
         log.info("process group: backend=%s rank=%d/%d local_rank=%d device=%s", backend, rank, world, local, dev)
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev,
+                    local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def cleanup_distributed() -> None:
@@ -98,14 +100,15 @@ def all_gather_objects(obj, info: DistInfo) -> list:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: bf16 on CUDA (when supported), fp32 elsewhere; ``bf16``: bf16 autocast (CUDA, or a CPU with
-    bf16 support); ``fp16``: fp16 autocast, with the loss scaled by the training loops
-    (:mod:`msmae.train.amp`; for GPUs without bf16 such as V100 or T4); ``fp32``: no autocast. Returns the
-    autocast dtype or None."""
+    """``auto``: bf16 on a CUDA GPU with native bf16 (compute capability 8.0 or later: A100, H100, RTX 30xx and
+    newer), fp32 elsewhere (V100 and T4 only emulate bf16, slowly; choose ``fp16`` there);
+    ``bf16``: bf16 autocast (CUDA, or a CPU with bf16 support); ``fp16``: fp16 autocast, with the loss scaled
+    by the training loops (:mod:`msmae.train.amp`; for GPUs without bf16 such as V100 or T4); ``fp32``: no
+    autocast. Returns the autocast dtype or None."""
     if precision == "fp32":
         return None
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
             return torch.bfloat16
         return None
     if precision == "bf16":

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 # Parameters whose names contain one of these are never weight-decayed (MAE / timm practice).
-NO_DECAY_NAMES = ("pos_embed", "mask_token", "cls_token", "bias", "norm")
+NO_DECAY_NAMES = ("pos_embed", "stream_embed", "mask_token", "cls_token", "bias", "norm")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
