@@ -89,7 +89,7 @@ def eaf_document(segments_ms: Sequence[tuple[int, int, str]], *, tier: str = "SI
     ET.SubElement(root, "LINGUISTIC_TYPE", {"GRAPHIC_REFERENCES": "false", "LINGUISTIC_TYPE_ID": "default-lt",
                                             "TIME_ALIGNABLE": "true"})
     ET.SubElement(root, "LOCALE", {"COUNTRY_CODE": "US", "LANGUAGE_CODE": "en"})
-    ET.SubElement(root, "LANGUAGE", {"LANG_ID": language, "LANG_LABEL": f"{language} (ISO 639-3)"})
+    ET.SubElement(root, "LANGUAGE", {"LANG_ID": language, "LANG_LABEL": f"{language} (ISO 639)"})
     for stereotype, description in _CONSTRAINTS.items():
         ET.SubElement(root, "CONSTRAINT", {"DESCRIPTION": description, "STEREOTYPE": stereotype})
     ET.indent(root, space="    ")
