@@ -306,3 +306,18 @@ def test_model_step_arithmetic():
     assert s.step == 5 and s.exact and "12 model frames per second" in s.note
     s = model_step(30.0, {}, 2, 24.0)  # 30 fps: every 2nd (15 per second, not 12): said
     assert s.step == 2 and not s.exact and "not exact" in s.note
+
+
+def test_the_recorded_source_rate_is_one_the_corpus_has():
+    """The encoder's rate is the frame-weighted median of its videos' source rates: never a rate between two
+    (24 and 30 fps videos do not make a 27 fps encoder)."""
+    from types import SimpleNamespace
+
+    from msmae.tasks.pretrain import corpus_source_fps
+
+    def corpus(*videos):
+        return SimpleNamespace(entries=[SimpleNamespace(fps=f, frame_stride=s, length=n) for f, s, n in videos])
+
+    assert corpus_source_fps(corpus((24.0, 1, 100), (30.0, 1, 100))) in (24.0, 30.0)
+    assert corpus_source_fps(corpus((24.0, 1, 10), (15.0, 2, 100), (60.0, 1, 20))) == 30.0  # mostly 30 fps video
+    assert corpus_source_fps(corpus()) is None

@@ -234,13 +234,20 @@ def _hours(corpus, train_v: list[int], held_v: list[int]) -> dict:
 
 
 def corpus_source_fps(corpus) -> float | None:
-    """The source frame rate ``data.frame_stride`` counts frames at: the median over the corpus's videos of
-    fps x extraction stride (a file without a stride note counts at its own fps). Recorded in the checkpoint
-    so that every later use of the encoder reads keypoints at its time scale, whatever their rate."""
+    """The source frame rate ``data.frame_stride`` counts frames at: the median, weighted by stored frames, over
+    the corpus's videos of fps x extraction stride (a file without a stride note counts at its own fps), so a
+    rate some of its videos have (a plain median of 24 and 30 would be 27, a rate the encoder never saw).
+    Recorded in the checkpoint so that every later use of the encoder reads keypoints at its time scale,
+    whatever their rate."""
     from msmae.poses.timing import source_fps_of
 
-    rates = [source_fps_of(e.fps, {"frame_stride": e.frame_stride}) for e in corpus.entries]
-    return round(float(np.median(rates)), 4) if rates else None
+    pairs = sorted((source_fps_of(e.fps, {"frame_stride": e.frame_stride}), int(e.length)) for e in corpus.entries)
+    seen, half = 0, sum(n for _, n in pairs) / 2
+    for rate, n in pairs:
+        seen += n
+        if seen >= half:
+            return round(float(rate), 4)
+    return None
 
 
 def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int, source_fps: float | None) -> dict:
