@@ -321,3 +321,15 @@ def test_the_recorded_source_rate_is_one_the_corpus_has():
     assert corpus_source_fps(corpus((24.0, 1, 100), (30.0, 1, 100))) in (24.0, 30.0)
     assert corpus_source_fps(corpus((24.0, 1, 10), (15.0, 2, 100), (60.0, 1, 20))) == 30.0  # mostly 30 fps video
     assert corpus_source_fps(corpus()) is None
+
+
+def test_a_guessed_frame_rate_is_said(tmp_path):
+    """A .npy stores no rate: without --fps or a video, view and attention say the rate is assumed."""
+    from msmae.tasks.view import read_clip
+
+    path = tmp_path / "clip.npy"
+    np.save(path, np.random.default_rng(0).random((8, 543, 3)).astype(np.float32))
+    _, _, notes = read_clip(path)
+    assert [n for n in notes if "fps assumed" in n and "--fps" in n]
+    _, _, notes = read_clip(path, fps=25.0)
+    assert not [n for n in notes if "assumed" in n]

@@ -72,6 +72,9 @@ def read_clip(path: str | os.PathLike, *, video: str | os.PathLike | None = None
         seq = read_sequence(path, fps=fps, width=width, height=height)
     except PoseDataError as e:
         raise ViewError(str(e)) from None
+    if seq.meta.get("fps_assumed"):
+        notes.append(f"{path.name} stores no frame rate and none was given: {seq.fps:g} fps assumed, every time in "
+                     f"seconds depends on it (pass --fps or --video)")
     if video is None:
         found = seq.meta.get("frame_info_from") or find_video_beside(path)
         if found is not None:
