@@ -45,8 +45,11 @@ def file_state(path: Path) -> tuple:
     if not os.path.isfile(path) or os.path.islink(path):
         return (st.st_mode, st.st_nlink, st.st_size, st.st_mtime_ns, None)
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        h.update(f.read(SMALL_FILE if st.st_size <= SMALL_FILE else 1 << 20))
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read(SMALL_FILE if st.st_size <= SMALL_FILE else 1 << 20))
+    except OSError as e:  # a file we may not read is compared by the rest of its state, not a crash of the run
+        return (st.st_mode, st.st_nlink, st.st_size, st.st_mtime_ns, f"unreadable: {e.strerror}")
     return (st.st_mode, st.st_nlink, st.st_size, st.st_mtime_ns, h.hexdigest())
 
 
@@ -56,7 +59,10 @@ def tree_state(root: Path) -> dict[str, tuple]:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
-            out[str(p.relative_to(root))] = file_state(p)
+            try:
+                out[str(p.relative_to(root))] = file_state(p)
+            except FileNotFoundError:  # removed while walking: absent, which the comparison reports
+                pass
     return out
 
 

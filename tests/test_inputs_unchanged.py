@@ -121,3 +121,23 @@ def test_the_guard_sees_every_kind_of_change(tmp_path):
     assert [c.split(":")[0] for c in changed] == ["a", "b", "c", "d", "e"]
     assert "mode" in changed[0] and "links 1 -> 2" in changed[1] and "content" in changed[2]
     assert "mtime" in changed[3] and "removed" in changed[4]
+
+
+def test_the_guard_compares_an_unreadable_file_instead_of_failing(tmp_path, monkeypatch):
+    """A file of the shared data the tests may not read is compared by mode, links, size and mtime: the guard
+    never stops the run with a traceback of its own."""
+    import builtins
+
+    from conftest import tree_state
+
+    (tmp_path / "a").write_bytes(b"x")
+    real_open = builtins.open
+
+    def refuse(path, *args, **kwargs):
+        if str(path) == str(tmp_path / "a"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    state = tree_state(tmp_path)
+    assert state["a"][4] == "unreadable: Permission denied" and state_changes(state, tree_state(tmp_path)) == []
