@@ -73,7 +73,10 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", MODES, ids=[oct(m) for m in MODES])
 def test_no_command_changes_its_inputs(runs, tmp_path, mode):
-    pytest.importorskip("mediapipe", reason="reading a video needs the extract extra")
+    import importlib.util
+
+    # reading a video needs the extract extra (MediaPipe, OpenCV); without it the pose-file commands still run
+    videos = all(importlib.util.find_spec(m) is not None for m in ("mediapipe", "cv2"))
     files = copy_inputs(tmp_path / "in", mode)
     before = states(files)
     pose, video, out = files["test_3_original.pose"], files["video"], tmp_path / "out"
@@ -87,11 +90,13 @@ def test_no_command_changes_its_inputs(runs, tmp_path, mode):
         ["score", "--hyp", str(files["hyp.txt"]), "--ref", str(files["ref.txt"])],
         ["extract", str(video), "--out", str(out / "poses"), "--workers", "0", "--no-progress"],
     ]
+    if not videos:
+        commands = [c for c in commands if str(video) not in c]
     for cmd in commands:
         assert main(cmd) == 0, cmd
         assert state_changes(before, states(files)) == [], cmd
     # the copies beside the pages are new files with the user's umask, not the inputs under another name
-    for page in ("a-video", "v"):
+    for page in ("a-video", "v") if videos else ():
         placed = out / page / "view.mp4"
         assert placed.stat().st_nlink == 1 and not os.path.samefile(placed, video)
         assert placed.read_bytes() == video.read_bytes()
