@@ -333,3 +333,22 @@ def test_a_guessed_frame_rate_is_said(tmp_path):
     assert [n for n in notes if "fps assumed" in n and "--fps" in n]
     _, _, notes = read_clip(path, fps=25.0)
     assert not [n for n in notes if "assumed" in n]
+
+
+def test_slt_says_once_when_its_sentences_cannot_match_the_encoders_rate(clips, caplog):
+    """24 fps sentences under an encoder pre-trained at stride 2 of 30 fps video (15 model frames per second) are
+    read at 12: one warning for the split, none when the rates match."""
+    from msmae.data.sentences import load_split
+    from msmae.data.slt import SLTExample
+    from msmae.layout import get_layout
+
+    _, files = clips
+    examples = [SLTExample(f"s{i}", files[(1, "all", "pose")], "a sentence", "train") for i in range(3)]
+    for model_fps, warned in ((30.0, True), (24.0, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="msmae.data.sentences"):
+            sd, problems = load_split(examples, layout=get_layout("body,hands"), frame_stride=2, model_fps=model_fps,
+                                      progress=False, desc="read train")
+        assert len(sd.clips) == 3 and not problems
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == int(warned) and (not warned or "3 of 3 clips read at 12 model frames" in said[0]), said

@@ -3,6 +3,7 @@ cap, normalisation), mBART target tokens, and the dataset + collate function the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 
 from msmae.data.common import epoch_and_index
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,8 +81,22 @@ def load_split(examples, *, layout, normalize: str = "shoulders", frame_stride: 
     results = load_in_workers(_load_one, jobs, workers=workers, min_parallel=16, progress=progress, desc=desc)
     keep = [i for i, (c, _) in enumerate(results) if c is not None]
     problems = [(examples[i].id, err) for i, (_, err) in enumerate(results) if err is not None]
-    return SplitData([examples[i].id for i in keep], [examples[i].text for i in keep],
-                     [results[i][0] for i in keep]), problems
+    clips = [results[i][0] for i in keep]
+    if model_fps:
+        _say_rate(clips, float(model_fps) / frame_stride, max_frames, desc)
+    return SplitData([examples[i].id for i in keep], [examples[i].text for i in keep], clips), problems
+
+
+def _say_rate(clips, model_rate: float, max_frames: int, desc: str) -> None:
+    """One warning for the clips whose frame rate no whole step brings within 5% of the encoder's ``model_rate``
+    model frames per second (see :func:`msmae.poses.timing.model_step`); clips cut to ``max_frames`` are not
+    counted, their rate having been changed on purpose."""
+    off = sorted({round(c.fps, 3) for c in clips if c.num_frames < max_frames and abs(c.fps / model_rate - 1) > 0.05})
+    if off:
+        n = sum(1 for c in clips if round(c.fps, 3) in off and c.num_frames < max_frames)
+        log.warning("%s: %d of %d clips read at %s model frames per second, not the encoder's %g (their frame "
+                    "rate is not a whole multiple of it)", desc, n, len(clips), ", ".join(f"{r:g}" for r in off[:5]),
+                    model_rate)
 
 
 class SentenceDataset(torch.utils.data.Dataset):
