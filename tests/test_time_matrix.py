@@ -99,6 +99,10 @@ def test_the_encoder_records_its_time_scale(clips, capsys):
     assert main(["inspect", str(clips[0] / "pre"), "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["source_fps"] == FPS and rec["token_s_by_fps"]["24"] == pytest.approx(TOKEN_S, abs=1e-6)
+    # the seconds per token attention gives at other rates: a 60 fps clip read every 5th frame, not every 2nd
+    assert rec["token_s_by_fps"]["60"] == pytest.approx(4 * 5 / 60, abs=1e-6)
+    assert main(["inspect", str(clips[0] / "pre"), "--json", "--fps", "12"]) == 0  # a stride-2 extraction
+    assert json.loads(capsys.readouterr().out)["token_s"] == pytest.approx(TOKEN_S, abs=1e-6)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=_ids)

@@ -73,8 +73,13 @@ def _run_line(r: dict) -> str:
     at = [f"{r['token_s']:.3f} s at {r['fps']:g} fps"] if r["fps"] else \
         [f"{s:.3f} s at {f} fps" for f, s in r["token_s_by_fps"].items()]
     stride = f"frame stride {r['frame_stride']}" + ("" if r["frame_stride_recorded"] else " (not recorded; assumed)")
+    frames = f"{r['token_frames']} video frames"
+    if r.get("source_fps"):  # keypoints at other rates are read at the encoder's time scale (model_step)
+        frames += f" of {r['source_fps']:g} fps video ({r['token_frames'] / r['source_fps']:.3f} s)"
+        return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
+                f"{frames}; keypoints at other rates, read every nearest whole step: {', '.join(at)}")
     return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
-            f"{r['token_frames']} video frames = {', '.join(at)}")
+            f"{frames} = {', '.join(at)}")
 
 
 def _table(rows: list[dict]) -> str:

@@ -100,16 +100,27 @@ COMMON_FPS = (24.0, 25.0, 30.0, 50.0, 60.0)  # frame rates seconds per token are
 def checkpoint_time_scale(path, *, fps: float | None = None) -> dict:
     """The time scale of a run or checkpoint directory (``msmae inspect RUN``): ``task``, ``streams``,
     ``cubelet``, ``frame_stride`` (the encoder's pre-training stride; 1 with ``frame_stride_recorded``
-    False where the checkpoint does not say), ``token_frames``, ``token_s`` at ``fps`` (None without),
-    ``token_s_by_fps`` at the common video frame rates and ``source_fps``, the rate the encoder's frames
-    were counted at (None where not recorded)."""
+    False where the checkpoint does not say), ``token_frames``, ``token_s`` for keypoints stored at ``fps``
+    (None without), ``token_s_by_fps`` at the common frame rates and ``source_fps``, the rate the encoder's
+    frames were counted at (None where not recorded). Where it is recorded, seconds per token are those of
+    keypoints read at the encoder's time scale (:func:`msmae.poses.timing.model_step`), as attention reads them."""
     from msmae.train.checkpoint import read_checkpoint_config, resolve_checkpoint
+
+    from msmae.poses.timing import model_step
 
     meta = read_checkpoint_config(path)
     model = meta.get("model") or {}
-    stride = checkpoint_frame_stride(meta)
-    scale = time_scale(cubelet=int(model.get("cubelet", 4)), frame_stride=stride or 1, fps=fps)
+    stride, source_fps = checkpoint_frame_stride(meta), checkpoint_source_fps(meta)
+    cubelet = int(model.get("cubelet", 4))
+    scale = time_scale(cubelet=cubelet, frame_stride=stride or 1, fps=fps)
+
+    def token_s(rate: float) -> float:  # keypoints stored at `rate`, read as attention and view read them
+        step = model_step(rate, {}, stride or 1, source_fps).step if source_fps else stride or 1
+        return round(cubelet * step / rate, 6)
+
+    if fps:
+        scale["token_s"] = token_s(fps)
     return {"path": str(path), "kind": "run", "checkpoint": str(resolve_checkpoint(path)), "task": meta.get("task"),
             "streams": model.get("streams"), **scale, "frame_stride_recorded": stride is not None,
-            "source_fps": checkpoint_source_fps(meta),  # the rate its stride counts frames at (None: not recorded)
-            "token_s_by_fps": {f"{f:g}": round(scale["token_frames"] / f, 6) for f in COMMON_FPS}}
+            "source_fps": source_fps,  # the rate its stride counts frames at (None: not recorded)
+            "token_s_by_fps": {f"{f:g}": token_s(f) for f in COMMON_FPS}}
