@@ -113,6 +113,10 @@ def test_video_goes_beside_the_page_as_a_copy_and_the_users_file_is_untouched(tm
     assert (out / "view.mp4").read_bytes() == b"video bytes" and user.read_bytes() == b"video bytes"
     assert place_video(out / "view.mp4", out) == "view.mp4"           # the page's own video: left as it is
     assert sorted(p.name for p in out.iterdir()) == ["view.mp4"]      # no temporary file left
+    (out / "view.mp4").unlink()
+    os.link(user, out / "view.mp4")                                   # a page an older msmae linked
+    assert place_video(user, out) == "view.mp4"
+    assert user.stat().st_nlink == 1 and (out / "view.mp4").read_bytes() == b"video bytes"
 
 
 # ------------------------------------------------------------------------------ runs and the command

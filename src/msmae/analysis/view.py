@@ -213,8 +213,8 @@ def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     src = Path(video)
     name = "view" + src.suffix.lower()
     dst = Path(out_dir) / name
-    if dst.exists() and os.path.samefile(src, dst):
-        return name
+    if dst.exists() and os.path.samefile(src, dst) and os.stat(dst).st_nlink == 1:
+        return name  # the page's own video (a hard link an older msmae made is replaced by a copy below)
     with atomic_path(dst, suffix=src.suffix) as tmp:
         shutil.copyfile(src, tmp)
     return name
