@@ -95,14 +95,15 @@ def test_no_command_changes_its_inputs(runs, tmp_path, mode):
     for cmd in commands:
         assert main(cmd) == 0, cmd
         assert state_changes(before, states(files)) == [], cmd
-    # the copies beside the pages are new files with the user's umask, not the inputs under another name
+    # the copies beside the pages are new files with the user's umask, not the inputs under another name, and
+    # readable by no one the user's video is not readable by
     for page in ("a-video", "v") if videos else ():
         placed = out / page / "view.mp4"
         assert placed.stat().st_nlink == 1 and not os.path.samefile(placed, video)
         assert placed.read_bytes() == video.read_bytes()
         umask = os.umask(0o022)
         os.umask(umask)
-        assert placed.stat().st_mode & 0o777 == 0o666 & ~umask
+        assert placed.stat().st_mode & 0o777 == 0o666 & ~umask & (mode | 0o200)
 
 
 def test_the_guard_sees_every_kind_of_change(tmp_path):

@@ -105,6 +105,7 @@ def test_video_goes_beside_the_page_as_a_copy_and_the_users_file_is_untouched(tm
     out.mkdir()
     assert place_video(user, out) == "view.mp4"
     assert (out / "view.mp4").stat().st_ino != user.stat().st_ino     # a copy: the page's permissions are its own
+    assert (out / "view.mp4").stat().st_mode & 0o077 == 0                # of a private video: private too
     after = user.stat()
     assert (after.st_mode, after.st_nlink, after.st_mtime_ns) == (before.st_mode, 1, before.st_mtime_ns)
     (out / "view.mp4").unlink()

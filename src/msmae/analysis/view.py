@@ -206,16 +206,18 @@ def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     """Copy ``video`` beside the page as ``view.<suffix>`` (replaced atomically) and return that name.
 
     A copy, never a hard link: a link shares the user's inode, so setting the page's permissions would change
-    the user's file. The copy gets the permissions a new file gets (the umask); the user's file keeps its mode,
-    content, times and link count."""
-    from msmae.utils import atomic_path
+    the user's file. The copy gets the permissions a new file gets (the umask), but no read permission the
+    user's file does not give (a private 0600 video gives a private copy), as ``cp`` does; the user's file
+    keeps its mode, content, times and link count."""
+    from msmae.utils import atomic_path, current_umask
 
     src = Path(video)
     name = "view" + src.suffix.lower()
     dst = Path(out_dir) / name
     if dst.exists() and os.path.samefile(src, dst) and os.stat(dst).st_nlink == 1:
         return name  # the page's own video (a hard link an older msmae made is replaced by a copy below)
-    with atomic_path(dst, suffix=src.suffix) as tmp:
+    mode = 0o666 & ~current_umask() & (os.stat(src).st_mode | 0o200)  # writable by its owner, to be replaced
+    with atomic_path(dst, suffix=src.suffix, mode=mode) as tmp:
         shutil.copyfile(src, tmp)
     return name
 
