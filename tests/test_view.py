@@ -105,22 +105,31 @@ def test_a_file_name_holding_a_placeholder_does_not_put_the_data_in_the_title(tm
     assert page_json(page)["title"] == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"
 
 
-def test_video_goes_beside_the_page_as_a_link_and_the_users_file_is_untouched(tmp_path):
+def test_video_goes_beside_the_page_as_a_copy_and_the_users_file_is_untouched(tmp_path):
     from msmae.analysis.view import place_video
 
     user = tmp_path / "mine" / "clip.MP4"
     user.parent.mkdir()
     user.write_bytes(b"video bytes")
+    os.chmod(user, 0o600)
+    before = user.stat()
     out = tmp_path / "out"
     out.mkdir()
     assert place_video(user, out) == "view.mp4"
-    assert (out / "view.mp4").stat().st_ino == user.stat().st_ino     # same file system: a hard link, no copy
+    assert (out / "view.mp4").stat().st_ino != user.stat().st_ino     # a copy: the page's permissions are its own
+    assert (out / "view.mp4").stat().st_mode & 0o077 == 0                # of a private video: private too
+    after = user.stat()
+    assert (after.st_mode, after.st_nlink, after.st_mtime_ns) == (before.st_mode, 1, before.st_mtime_ns)
     (out / "view.mp4").unlink()
     (out / "view.mp4").write_bytes(b"an older page's video")
     assert place_video(user, out) == "view.mp4"                       # replaced, not written through
     assert (out / "view.mp4").read_bytes() == b"video bytes" and user.read_bytes() == b"video bytes"
     assert place_video(out / "view.mp4", out) == "view.mp4"           # the page's own video: left as it is
     assert sorted(p.name for p in out.iterdir()) == ["view.mp4"]      # no temporary file left
+    (out / "view.mp4").unlink()
+    os.link(user, out / "view.mp4")                                   # a page an older msmae linked
+    assert place_video(user, out) == "view.mp4"
+    assert user.stat().st_nlink == 1 and (out / "view.mp4").read_bytes() == b"video bytes"
 
 
 # ------------------------------------------------------------------------------ runs and the command

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -18,11 +19,11 @@ _UMASK_LOCK = threading.Lock()
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     A crash or exception leaves ``path`` untouched and removes the temporary file, so a reader
-    never sees a half-written file.
+    never sees a half-written file. The file gets ``mode`` where given, else what a plain ``open()`` gives.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,8 +32,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes it owner-only (0600): give it what a plain open() would
-            os.chmod(tmp_path, 0o666 & ~current_umask())
+        st = os.lstat(tmp_path) if tmp_path.exists() else None
+        # mkstemp makes it owner-only (0600): give it what a plain open() would. Never through a link: a
+        # file with another name (a hard link to the user's file, a symlink) is not ours to chmod.
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.chmod(tmp_path, 0o666 & ~current_umask() if mode is None else mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

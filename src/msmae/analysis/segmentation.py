@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from msmae.poses.timing import seconds
+
 
 @dataclass
 class SegmenterConfig:
@@ -204,7 +206,7 @@ def segments_from_boundaries(boundaries: Sequence[int], *, num_tokens: int, toke
     for i, (s, e) in enumerate(zip(edges[:-1], edges[1:])):
         fs, fe = min(s * token_frames, num_frames), min(e * token_frames, num_frames)
         out.append({"index": i, "start_token": s, "end_token": e, "start_frame": fs, "end_frame": fe,
-                    "start_s": round(fs / fps, 4), "end_s": round(fe / fps, 4)})
+                    "start_s": seconds(fs, fps), "end_s": seconds(fe, fps)})
     return out
 
 

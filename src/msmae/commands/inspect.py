@@ -3,7 +3,8 @@
 With ``--json`` it prints one JSON object per line (JSON Lines), one per file, with the keys of
 DESIGN.md: ``path``, ``frames``, ``fps``, ``duration_s``, ``layout``, ``present`` (stream ->
 fraction of that stream's keypoints present over all frames); plus ``width``, ``height``,
-``fps_assumed`` and ``absent_points``. Without it, a table. An unreadable file gets a one-line
+``fps_assumed``, ``absent_points``, ``extract_stride`` (null where the file does not record it) and
+``source_fps``. Without it, a table. An unreadable file gets a one-line
 error on stderr, the other files are still reported, and the exit status is 1.
 
 A run or checkpoint directory among the inputs gets its time scale instead: the frame stride its
@@ -42,16 +43,21 @@ def register(subparsers) -> None:
 
 def summarize(seq, path: str) -> dict:
     """The JSON record of one sequence."""
+    from msmae.poses.timing import seconds, source_fps_of, stride_recorded
+
     return {
         "path": path,
         "frames": seq.num_frames,
         "fps": round(float(seq.fps), 4),
-        "duration_s": round(seq.duration_s, 4),
+        "duration_s": seconds(seq.num_frames, seq.fps),
         "layout": seq.meta.get("source_layout", "unknown"),
         "present": {k: round(v, 6) for k, v in seq.present_fraction().items()},
         "width": seq.width,
         "height": seq.height,
         "fps_assumed": bool(seq.meta.get("fps_assumed", False)),
+        # the frame stride the file records it was extracted at (null: not recorded, its fps tells its time)
+        "extract_stride": int(seq.meta["frame_stride"]) if stride_recorded(seq.meta) else None,
+        "source_fps": round(source_fps_of(seq.fps, seq.meta), 4),
         "absent_points": seq.meta.get("absent_points", {}),
         # streams the file does not hold at all (a body,hands extraction's face): absent, not "0% detected"
         "absent_streams": [name for name, sl in seq.layout.slices().items()
@@ -71,8 +77,13 @@ def _run_line(r: dict) -> str:
     at = [f"{r['token_s']:.3f} s at {r['fps']:g} fps"] if r["fps"] else \
         [f"{s:.3f} s at {f} fps" for f, s in r["token_s_by_fps"].items()]
     stride = f"frame stride {r['frame_stride']}" + ("" if r["frame_stride_recorded"] else " (not recorded; assumed)")
+    frames = f"{r['token_frames']} video frames"
+    if r.get("source_fps"):  # keypoints at other rates are read at the encoder's time scale (model_step)
+        frames += f" of {r['source_fps']:g} fps video ({r['token_frames'] / r['source_fps']:.3f} s)"
+        return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
+                f"{frames}; keypoints at other rates, read every nearest whole step: {', '.join(at)}")
     return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
-            f"{r['token_frames']} video frames = {', '.join(at)}")
+            f"{frames} = {', '.join(at)}")
 
 
 def _table(rows: list[dict]) -> str:

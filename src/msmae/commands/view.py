@@ -12,7 +12,7 @@ def register(sub) -> None:
         "heatmap with the playhead on both axes, and the predictions. Each --model adds what that run can say: "
         "a pre-training run -> attention heatmap and segments; an ISLR run -> top-k signs of the clip and of "
         "each segment; an SLT run -> the translation. The video is placed beside the page as view.<suffix> "
-        "(a hard link where possible, else a copy). Keys: space play/pause, left/right one frame, [ and ] "
+        "(a copy; the original is never changed). Keys: space play/pause, left/right one frame, [ and ] "
         "previous/next segment.")
     p.add_argument("input", metavar="INPUT",
                    help="video or frame folder (keypoints extracted on the fly: the `extract` extra), or a pose "
@@ -21,7 +21,9 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", default=[], metavar="RUN",
                    help="a pre-training, ISLR or SLT run or checkpoint directory; repeat for several")
     p.add_argument("--video", metavar="FILE",
-                   help="for a pose file: the video it was extracted from, shown under the skeleton")
+                   help="for a pose file: the video it was extracted from, shown under the skeleton (default: a video "
+                   "with the same name beside it). A .pose keeps its own frame rate (a --frame-stride 2 extraction "
+                   "plays at half the video's); a .npy or .parquet takes the video's unless --fps is given")
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="find exactly N segments instead of thresholding the boundary contrast")
     p.add_argument("--layer", type=int, default=-1, help="encoder layer of the heatmap (default -1, the last)")

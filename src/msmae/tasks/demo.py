@@ -203,6 +203,7 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     from msmae.poses.normalize import normalize
     from msmae.poses.synthetic import SyntheticSigner
     from msmae.train.checkpoint import load_encoder, read_checkpoint_config
+    from msmae.train.timescale import checkpoint_source_fps
     from msmae.utils import atomic_write_json
 
     out = Path(out)
@@ -249,9 +250,11 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     seq, signs = gen.sentence(5, rng)
     seq.source = "synthetic:held-out-sentence"
     encoder = load_encoder(pre_run)
-    stride, chunk = run_defaults(read_checkpoint_config(pre_run))
+    pre_meta = read_checkpoint_config(pre_run)
+    stride, chunk = run_defaults(pre_meta)
     x = normalize(seq)
-    result = analyze(encoder, x.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
+    result = analyze(encoder, x.select(encoder.layout), frame_stride=stride, chunk_frames=chunk,
+                     model_fps=checkpoint_source_fps(pre_meta))
     att_dir = out / "attention"
     paths = write_report(att_dir, result, x, source="synthetic held-out sentence (SYNTHETIC)", model=str(pre_run))
     paths["view"] = _view_page(att_dir, seq, result, pre_run, islr_run=out / "islr_finetune", source="synthetic "
@@ -354,6 +357,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     from msmae.poses.normalize import normalize
     from msmae.poses.readers import read_sequence
     from msmae.train.checkpoint import load_encoder, read_checkpoint_config
+    from msmae.train.timescale import checkpoint_source_fps
     from msmae.utils import atomic_write_json
 
     out = Path(out)
@@ -383,7 +387,8 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
 
     t0 = time.perf_counter()
     encoder = load_encoder(pre_run)
-    stride, chunk = run_defaults(read_checkpoint_config(pre_run))
+    pre_meta = read_checkpoint_config(pre_run)
+    stride, chunk = run_defaults(pre_meta)
     per_video = []
     todo = pose_files[:max_attention] if max_attention else pose_files
     sources = {c.name: c.source for c in collect_clips([videos], None)[0] if c.source.is_file()}
@@ -398,7 +403,8 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
         try:
             raw = read_sequence(f)
             seq = normalize(raw)
-            res = analyze(encoder, seq.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
+            res = analyze(encoder, seq.select(encoder.layout), frame_stride=stride, chunk_frames=chunk,
+                          model_fps=checkpoint_source_fps(pre_meta))
         except ValueError as e:  # e.g. a clip shorter than one token
             log.warning("%s: no attention analysis: %s", f, e)
             per_video.append({"pose": str(f), "out": None, "error": str(e)})

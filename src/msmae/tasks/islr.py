@@ -297,11 +297,12 @@ def nothing_held_out(d: DataSection) -> str:
 
 def checkpoint_config(cfg: IslrConfig, model, classes: Sequence[str]) -> dict:
     from msmae.config import config_to_dict
-    from msmae.train.timescale import init_frame_stride
+    from msmae.train.timescale import init_frame_stride, init_source_fps
 
     mc = model.encoder.config
     return {"task": "islr", "model": mc.to_dict(), "layout": mc.layout.to_dict(), "encoder_prefix": "encoder.",
             "encoder_frame_stride": init_frame_stride(cfg.init),  # ISLR samples num_frames; no stride of its own
+            "encoder_source_fps": init_source_fps(cfg.init),
             "classes": list(classes), "mode": cfg.mode, "pooling": model.pooling, "probe_norm": model.norm is not None,
             "num_frames": cfg.data.num_frames, "normalize": cfg.data.normalize, "task_config": config_to_dict(cfg)}
 

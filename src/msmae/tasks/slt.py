@@ -31,6 +31,7 @@ import torch
 from msmae.data.sentences import (SentenceDataset, SplitData, clean_line, collate,  # noqa: F401 (re-exported)
                                   load_example, load_split, prepare_sequence, tokenize_targets)
 from msmae.tasks.common import ModelSection, build_encoder
+from msmae.train.timescale import checkpoint_source_fps, init_source_fps
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,9 @@ def check_config(cfg: SltConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: bool = True):
-    """Annotations + pose files -> ({split: SplitData}, excluded counts by reason)."""
+def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, model_fps: float | None = None, progress=True):
+    """Annotations + pose files -> ({split: SplitData}, excluded counts by reason); ``model_fps``: the
+    encoder's source rate (see :func:`msmae.poses.timing.model_step`)."""
     from msmae.data.slt import SLTDataError, load_slt_dataset
 
     d = cfg.data
@@ -165,8 +167,8 @@ def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: b
         if not examples:
             continue
         sd, problems = load_split(examples, layout=layout, normalize=d.normalize, frame_stride=d.frame_stride,
-                                  max_frames=d.max_frames, workers=d.load_workers, progress=progress,
-                                  desc=f"read {split}")
+                                  max_frames=d.max_frames, model_fps=model_fps, workers=d.load_workers,
+                                  progress=progress, desc=f"read {split}")
         data.excluded.extend(problems)
         if problems:
             log.warning("%s: %d of %d pose files unusable (%s)", split, len(problems), len(examples),
@@ -332,7 +334,7 @@ def fit(model, tokenizer, train_ds: SentenceDataset, *, cfg: SltConfig, lang: st
 
 
 # ------------------------------------------------------------------------------------------- the run
-def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
+def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str, model_fps: float | None) -> dict:
     from msmae.config import config_to_dict
 
     mc = model.encoder.config
@@ -341,7 +343,8 @@ def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
             "mbart_vocab_size": int(model.mbart.config.vocab_size), "mbart_d_model": int(model.mbart.config.d_model),
             "language": lang, "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
             "normalize": cfg.data.normalize, "frame_stride": cfg.data.frame_stride, "max_frames": cfg.data.max_frames,
-            "tokenizer_size": len(tokenizer), "task_config": config_to_dict(cfg)}
+            "encoder_source_fps": model_fps, "tokenizer_size": len(tokenizer),
+            "task_config": config_to_dict(cfg)}
 
 
 def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -362,7 +365,8 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
         encoder = build_encoder(cfg.init, cfg.model, seed=cfg.train.seed)
         layout = encoder.config.layout
         wanted = sorted({"train", val_split, "test"}, key=["train", "dev", "test"].index)
-        splits, excluded = prepare_splits(cfg, layout, wanted, progress=progress and info.is_main)
+        model_fps = init_source_fps(cfg.init)  # the encoder's time scale, recorded with the run
+        splits, excluded = prepare_splits(cfg, layout, wanted, model_fps=model_fps, progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training sentences")
         mbart, tokenizer = load_mbart(cfg.translator.mbart, lang=lang, sample_texts=splits["train"].texts)
@@ -375,7 +379,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                         cut, len(targets), cfg.data.max_target_tokens)
         train_ds = SentenceDataset(splits["train"].clips, targets, train=True, drop_duplicate=cfg.augment.drop_duplicate,
                                    max_frames=cfg.data.max_frames, seed=cfg.train.seed)
-        conf = checkpoint_config(cfg, model, tokenizer, lang)
+        conf = checkpoint_config(cfg, model, tokenizer, lang, model_fps)
         summary = model.trainable_summary()
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -465,7 +469,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | 
     model, tokenizer, meta = model or translator_from_run(run_dir)
     cfg = config_from_dict(SltConfig, meta["task_config"])
     override_data(cfg, annotations=annotations, poses=poses)
-    splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name], progress=progress)
+    splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name],
+                                      model_fps=checkpoint_source_fps(meta), progress=progress)
     if name not in splits:
         raise ValueError(f"{run_dir}: the {cfg.data.dataset} data ({cfg.data.annotations}) has no usable "
                          f"{name} sentences")
@@ -484,7 +489,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | 
 def prepare_input(model, meta: dict, seq):
     """A PoseSequence -> the prepared clip a run translates (its frame stride, length cap, normalisation)."""
     return prepare_sequence(seq, layout=model.encoder.config.layout, normalize=meta["normalize"],
-                            frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]))
+                            frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]),
+                            model_fps=checkpoint_source_fps(meta))
 
 
 def translate_sequence(model, tokenizer, meta: dict, seq, *, num_beams: int | None = None) -> str:
