@@ -1,18 +1,16 @@
 """Sign language translation (paper 4.3, appendices C and E): fine-tuning the pose encoder with
 mBART-50 (LoRA decoder), evaluation with beam search, prediction.
 
-A run directory holds ``config.yaml``, ``checkpoints/{last,best}/`` (``last`` with the training
-state for ``--resume``), ``model/`` (the best checkpoint: what evaluate/predict and
-``load_encoder(RUN)`` use), ``tb/`` (TensorBoard), ``log.csv`` (per epoch), ``metrics.json`` with
-``hypotheses.txt`` / ``references.txt`` beside it (the reported split: test, else dev), and
-``eval_<split>/`` with the same three files (plus ``translations.tsv``) for every scored split.
+A run directory holds ``config.yaml``, ``checkpoints/{last,best}/`` (``last`` with the training state for
+``--resume``), ``model/`` (the best checkpoint: what evaluate/predict and ``load_encoder(RUN)`` use), ``tb/``
+(TensorBoard), ``log.csv`` (per epoch), ``metrics.json`` with ``hypotheses.txt`` / ``references.txt`` beside it
+(the reported split: test, else dev), and ``eval_<split>/`` with the same three files (plus ``translations.tsv``).
 
-Checkpoints hold only what fine-tuning changes (pose encoder, projection, mBART encoder, LoRA);
-the frozen mBART weights come from the mBART-50 directory recorded in the checkpoint
-(``MSMAE_MBART=DIR`` points a run at another copy).
+Checkpoints hold only what fine-tuning changes (pose encoder, projection, mBART encoder, LoRA); the frozen mBART
+weights come from the mBART-50 directory recorded in the checkpoint (``MSMAE_MBART=DIR`` points elsewhere).
 
-The best epoch is the one with the highest BLEU-4 on ``data.val_split`` (dev), decoded with beam
-search; then the test split is scored with the same beam search.
+The best epoch is the one with the highest BLEU-4 on ``data.val_split`` (dev), decoded with beam search; then the
+test split is scored with the same beam search.
 """
 
 from __future__ import annotations
