@@ -453,10 +453,9 @@ def setup_errors() -> tuple:
 def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | None = None,
                  annotations: str | None = None, poses: str | None = None, batch_size: int | None = None,
                  progress: bool = True, model=None) -> tuple[dict, Path]:
-    """Translate one split of a run's data with beam search and score it; writes ``metrics.json``,
-    ``hypotheses.txt``, ``references.txt`` and ``translations.tsv`` into ``out`` (default
-    ``RUN/eval_<split>``) -> (metrics, that folder). ``model``: the run's (translator, tokenizer, meta)
-    when already loaded."""
+    """Translate one split of a run's data with beam search and score it; writes ``metrics.json``, ``hypotheses.txt``,
+    ``references.txt`` and ``translations.tsv`` into ``out`` (default ``RUN/eval_<split>``) -> (metrics, that
+    folder). ``model``: the run's (translator, tokenizer, meta) when already loaded."""
     from msmae.config import config_from_dict
     from msmae.tasks.common import override_data
 
