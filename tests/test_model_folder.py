@@ -152,12 +152,14 @@ def test_every_command_taking_a_model_says_one_line(tmp_path, capsys, case):
 
 
 @pytest.mark.parametrize("case", ["format", "list", "model-null", "model-float", "absurd", "header", "model-list",
-                                  "stride-text"])
+                                  "stride-text", "fps-negative"])
 def test_inspect_of_a_malformed_model_folder_says_one_line(tmp_path, capsys, case):
     """``inspect RUN`` reads the time scale only (no weights), but from a checked config and weight header."""
     more = {"model-list": (lambda f: _edit_config(f, lambda m: {**m, "model": [1]}), ck.CONFIG, "expected a mapping"),
             "stride-text": (lambda f: _edit_config(f, lambda m: {**m, "encoder_frame_stride": "two"}), ck.CONFIG,
-                            "frame stride is not an integer")}
+                            "frame stride is not an integer"),
+            "fps-negative": (lambda f: _edit_config(f, lambda m: {**m, "encoder_source_fps": -24}), ck.CONFIG,
+                             "source frame rate is not valid")}
     breaks, file, pattern = {**BROKEN, **more}[case]
     islr = _folder(tmp_path / "islr", task="islr")
     breaks(islr)

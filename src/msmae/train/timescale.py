@@ -44,7 +44,11 @@ def checkpoint_source_fps(meta: dict) -> float | None:
     (``encoder_source_fps``). ``model_fps / frame_stride`` model frames per second is the encoder's time scale
     (see :func:`msmae.poses.timing.model_step`). None where not recorded."""
     fps = meta.get("encoder_source_fps", meta.get("source_fps"))
-    return float(fps) if fps else None
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise ValueError(f"source_fps must be a positive frame rate, got {fps!r}")
+    return float(fps)
 
 
 def init_source_fps(init: str | None) -> float | None:
@@ -111,9 +115,13 @@ def checkpoint_time_scale(path, *, fps: float | None = None) -> dict:
     folder = open_model_folder(path)  # a malformed config or weight header: one line naming the file
     meta, model = folder.meta, folder.model
     try:
-        stride, source_fps = checkpoint_frame_stride(meta), checkpoint_source_fps(meta)
+        stride = checkpoint_frame_stride(meta)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{folder.path / CONFIG}: the recorded time scale is not a number ({e})") from None
+        raise CheckpointError(f"{folder.path / CONFIG}: the recorded frame stride is not an integer ({e})") from None
+    try:
+        source_fps = checkpoint_source_fps(meta)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder.path / CONFIG}: the recorded source frame rate is not valid ({e})") from None
     cubelet = model.cubelet
     scale = time_scale(cubelet=cubelet, frame_stride=stride or 1, fps=fps)
 
