@@ -53,6 +53,25 @@ def test_eaf_has_a_sign_tier_with_millisecond_times_and_a_media_descriptor(tmp_p
         write_eaf(tmp_path / "bad.eaf", [(500, 100, "1")])
 
 
+def test_eaf_follows_the_schema_order_and_names_languages(tmp_path):
+    """EAF 3.0: HEADER's MEDIA_DESCRIPTORs (the video first) before its PROPERTY; the document's elements in the
+    schema's order; the tier's LANG_REF names a LANGUAGE element; a two-letter code is not labelled ISO 639-3."""
+    video, pose = tmp_path / "clip.mp4", tmp_path / "clip.pose"
+    video.write_bytes(b"")
+    pose.write_bytes(b"")
+    root = ET.parse(write_eaf(tmp_path / "x.eaf", [(0, 100, "1")], media=[video, pose], language="de")).getroot()
+    assert [c.tag for c in root.find("HEADER")] == ["MEDIA_DESCRIPTOR", "MEDIA_DESCRIPTOR", "PROPERTY"]
+    assert root.find("HEADER").find("MEDIA_DESCRIPTOR").get("MIME_TYPE") == "video/mp4"
+    order = ["HEADER", "TIME_ORDER", "TIER", "LINGUISTIC_TYPE", "LOCALE", "LANGUAGE", "CONSTRAINT"]
+    tags = [c.tag for c in root]
+    assert sorted(set(tags), key=order.index) == order and tags == sorted(tags, key=order.index)
+    lang = root.find("LANGUAGE")
+    assert root.find("TIER").get("LANG_REF") == lang.get("LANG_ID") == "de" and "639-3" not in lang.get("LANG_LABEL")
+    assert root.find("LOCALE").get("LANGUAGE_CODE") == "en"
+    with pytest.raises(ValueError, match="ISO 639"):
+        write_eaf(tmp_path / "y.eaf", [(0, 100, "1")], language="American")
+
+
 def test_eaf_without_media_has_no_media_descriptor(tmp_path):
     root = ET.parse(write_eaf(tmp_path / "x.eaf", [(0, 100, "1")])).getroot()
     assert root.find("HEADER").find("MEDIA_DESCRIPTOR") is None

@@ -53,3 +53,18 @@ def test_round_trip(tmp_path):
     save_yaml(cfg, tmp_path / "c.yaml")
     assert load_config(Outer, tmp_path / "c.yaml") == cfg
     assert config_from_dict(Outer, config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("raw", ["0755", "no", "1.10", "true", "1e3", "[a, b]", "{x: 1}", "a: b", "'q'", ""])
+def test_set_keeps_the_literal_text_of_a_text_field(raw):
+    assert load_config(Outer, None, [f"model.size={raw}"]).model.size == raw
+    assert load_config(Outer, None, [f"init={raw}"]).init == raw
+    assert load_config(Outer, None, ["init=~"]).init is None
+    assert load_config(Outer, None, ["steps=12", "flag=no"]) == Outer(steps=12, flag=False)  # other types: YAML
+
+
+def test_set_on_a_task_config_keeps_paths_as_written():
+    from msmae.tasks.islr import IslrConfig
+
+    cfg = load_config(IslrConfig, None, ["data.annotations=0755", "data.poses=no", "data.dataset=1.10"])
+    assert (cfg.data.annotations, cfg.data.poses, cfg.data.dataset) == ("0755", "no", "1.10")

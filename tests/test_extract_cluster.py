@@ -60,7 +60,7 @@ def _doc_commands() -> list[list[str]]:
     variables replaced by sample values."""
     text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
     values = {"SLURM_CPUS_PER_TASK": "16", "SLURM_NNODES": "2", "SLURM_GPUS_PER_NODE": "4",
-              "SLURM_JOB_ID": "123", "HEAD": "node001", "SLURM_ARRAY_TASK_ID": "7"}
+              "SLURM_JOB_ID": "123", "HEAD": "node001", "SLURM_ARRAY_TASK_ID": "7", "WORKERS": "16"}
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for var, val in re.findall(r"^(\w+)=(\S+)", block, flags=re.M):
@@ -141,3 +141,37 @@ def test_status_over_shard_summaries(tmp_path, capsys):
     s0.write_text(json.dumps(summary))
     st = extraction_status(out)
     assert {"name": "x", "reason": "cannot open video"} in st["failed"]
+
+
+def _extraction_script() -> str:
+    text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    return next(b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "--shard auto" in b)
+
+
+@pytest.mark.parametrize("scheduler, env, workers", [
+    ("grid engine", {"SGE_TASK_ID": "2", "SGE_TASK_FIRST": "1", "SGE_TASK_LAST": "4", "SGE_TASK_STEPSIZE": "1",
+                     "NSLOTS": "8", "JOB_ID": "77"}, "8"),
+    ("grid engine without a parallel environment", {"SGE_TASK_ID": "1", "SGE_TASK_FIRST": "1", "SGE_TASK_LAST": "4",
+                                                    "SGE_TASK_STEPSIZE": "1"}, "1"),
+    ("slurm", {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "64", "SLURM_CPUS_PER_TASK": "16"}, "16"),
+])
+def test_the_extraction_script_runs_under_each_scheduler(tmp_path, scheduler, env, workers):
+    """The script as the page prints it, run by bash (set -euo pipefail) with only that scheduler's variables;
+    `msmae` is a stand-in that records its arguments (the sharding itself is tested above)."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "msmae").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$MSMAE_ARGS"\n')
+    (fake / "msmae").chmod(0o755)
+    activate = tmp_path / "home" / "venvs" / "msmae" / "bin" / "activate"
+    activate.parent.mkdir(parents=True)
+    activate.write_text(f'PATH="{fake}:$PATH"\n')
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SGE_", "NSLOTS", "PBS_"))}
+    r = subprocess.run(["bash", "-c", _extraction_script()], capture_output=True, text=True, timeout=60,
+                       env={**base, **env, "HOME": str(tmp_path / "home"), "MSMAE_ARGS": str(tmp_path / "args")})
+    assert r.returncode == 0, f"{scheduler}: {r.stderr}"
+    args = (tmp_path / "args").read_text().splitlines()
+    assert args[:2] == ["extract", "/data/youtube-asl/videos"] and "--shard" in args
+    assert args[args.index("--workers") + 1] == workers and args[args.index("--shard") + 1] == "auto"

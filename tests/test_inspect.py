@@ -127,3 +127,16 @@ def test_inspect_folder_totals_match_data_readme(capsys):
     assert len(rows) == 32 and sum(r["frames"] for r in rows) == 1728
     assert min(r["frames"] for r in rows) == 20 and max(r["frames"] for r in rows) == 152
     assert {r["fps"] for r in rows} == {25.0} and {r["layout"] for r in rows} == {"reduced-holistic-178"}
+
+
+def test_a_body_hands_file_shows_its_face_as_absent_not_zero(tmp_path, capsys):
+    from msmae.layout import get_layout
+    from msmae.poses import PoseSequence, write_npz
+
+    bh = get_layout("body,hands")
+    write_npz(PoseSequence(np.zeros((5, bh.num_points, 2), np.float32), np.ones((5, bh.num_points), bool), 25.0, bh),
+              tmp_path / "bh.npz")
+    assert main(["inspect", str(tmp_path / "bh.npz")]) == 0
+    head, row = capsys.readouterr().out.splitlines()[:2]
+    assert head.split()[-4:] == ["body", "left_hand", "right_hand", "face"]
+    assert row.split()[-4:] == ["1.000", "1.000", "1.000", "absent"]

@@ -218,6 +218,14 @@ def test_class_list_files(tmp_path):
         read_class_list(tmp_path / "gap.json")
 
 
+@pytest.mark.parametrize("name, text", [("twice.txt", "book\ndrink\nbook\n"),
+                                        ("twice.json", json.dumps(["book", "drink", "book"]))])
+def test_class_list_repeating_a_name_is_refused(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ISLRDataError, match=r"repeated class names \['book'\]"):
+        read_class_list(tmp_path / name)
+
+
 # ------------------------------------------------------------------------------------------ clips
 def test_empty_clips_are_reported(tmp_path):
     write_npz(marker_sequence(20, present=False), tmp_path / "nothing.npz")

@@ -56,3 +56,9 @@ def test_score_errors_are_one_line(tmp_path, capsys, case, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("msmae score: error:") and message in err
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_score_accepts_json_like_the_other_commands(tmp_path, capsys):
+    h, r = _write(tmp_path / "hyp.txt", ["a dog barks"]), _write(tmp_path / "ref.txt", ["a dog barks loudly"])
+    assert main(["score", "--hyp", h, "--ref", r, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bleu1"] > 0

@@ -16,7 +16,7 @@ from msmae.tasks.pretrain import PretrainConfig
 from msmae.tasks.slt import SltConfig
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["pretrain/paper", "pretrain/tiny", "islr/asl_citizen", "islr/jsl", "islr/slovo", "islr/wlasl",
+NAMES = ["pretrain/paper", "pretrain/tiny", "islr/asl_citizen", "islr/gislr", "islr/jsl", "islr/slovo", "islr/wlasl",
          "slt/csl_daily", "slt/how2sign", "slt/p14t"]
 
 

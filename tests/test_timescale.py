@@ -116,10 +116,13 @@ def test_inspect_of_a_run_reports_seconds_per_token(runs, capsys):
     for r, task in ((pre, "pretrain"), (islr, "islr")):
         assert r["kind"] == "run" and r["task"] == task and r["frame_stride"] == 3 and r["frame_stride_recorded"]
         assert r["token_frames"] == 12 and r["token_s"] == pytest.approx(0.48)
-        assert r["token_s_by_fps"]["24"] == pytest.approx(0.5) and r["token_s_by_fps"]["30"] == pytest.approx(0.4)
+        # the encoder counts 25 fps frames (its corpus): 24 fps keypoints are read every 3rd frame, 30 fps ones
+        # every 4th (round(30 x 3 / 25)), as attention reads them
+        assert r["source_fps"] == 25.0
+        assert r["token_s_by_fps"]["24"] == pytest.approx(0.5) and r["token_s_by_fps"]["30"] == pytest.approx(16 / 30)
     assert main(["inspect", str(runs / "pre")]) == 0
     line = capsys.readouterr().out
-    assert "frame stride 3 = 12 video frames = 0.500 s at 24 fps" in line
+    assert "frame stride 3 = 12 video frames of 25 fps video (0.480 s)" in line and "0.500 s at 24 fps" in line
     # pose files and runs mix; a pose file still gets its usual record
     pose = shared_path("dgs-corpus-sentences", "test_3_original.pose")
     assert main(["inspect", str(pose), str(runs / "pre"), "--json"]) == 0

@@ -78,3 +78,25 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path):
             tmp.write_text("half")
             raise Boom
     assert f.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_path_never_chmods_a_file_linked_into_it(tmp_path):
+    """A file put at the temporary path as a hard link (or a symlink) is another name of someone's file: its mode
+    stays; a file written there gets the umask's mode."""
+    import os
+
+    from msmae.utils import atomic_path
+
+    user = tmp_path / "user.mp4"
+    user.write_bytes(b"video")
+    os.chmod(user, 0o600)
+    for kind in ("hard", "sym"):
+        with atomic_path(tmp_path / "out" / f"{kind}.mp4") as tmp:
+            tmp.unlink()
+            (os.link if kind == "hard" else os.symlink)(user, tmp)
+        assert user.stat().st_mode & 0o777 == 0o600, kind
+    with atomic_path(tmp_path / "out" / "new.txt") as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "out" / "new.txt").stat().st_mode & 0o777 == 0o666 & ~umask

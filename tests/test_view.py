@@ -93,22 +93,43 @@ def test_page_has_no_network_reference_and_escapes_script_end(tmp_path):
     assert render_page(page_json(page)) == text
 
 
-def test_video_goes_beside_the_page_as_a_link_and_the_users_file_is_untouched(tmp_path):
+def test_a_file_name_holding_a_placeholder_does_not_put_the_data_in_the_title(tmp_path):
+    from msmae.layout import get_layout
+    from msmae.poses.sequence import PoseSequence
+
+    lay = get_layout("body,hands")
+    seq = PoseSequence(np.zeros((4, lay.num_points, 2)), np.ones((4, lay.num_points), bool), 25.0, lay)
+    page = write_view(tmp_path, seq, source=str(tmp_path / "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"))
+    title = re.search(r"<title>(.*?)</title>", page.read_text(), re.S).group(1)
+    assert title == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose · msmae view"
+    assert page_json(page)["title"] == "a__MSMAE_DATA__b__MSMAE_TITLE__.pose"
+
+
+def test_video_goes_beside_the_page_as_a_copy_and_the_users_file_is_untouched(tmp_path):
     from msmae.analysis.view import place_video
 
     user = tmp_path / "mine" / "clip.MP4"
     user.parent.mkdir()
     user.write_bytes(b"video bytes")
+    os.chmod(user, 0o600)
+    before = user.stat()
     out = tmp_path / "out"
     out.mkdir()
     assert place_video(user, out) == "view.mp4"
-    assert (out / "view.mp4").stat().st_ino == user.stat().st_ino     # same file system: a hard link, no copy
+    assert (out / "view.mp4").stat().st_ino != user.stat().st_ino     # a copy: the page's permissions are its own
+    assert (out / "view.mp4").stat().st_mode & 0o077 == 0                # of a private video: private too
+    after = user.stat()
+    assert (after.st_mode, after.st_nlink, after.st_mtime_ns) == (before.st_mode, 1, before.st_mtime_ns)
     (out / "view.mp4").unlink()
     (out / "view.mp4").write_bytes(b"an older page's video")
     assert place_video(user, out) == "view.mp4"                       # replaced, not written through
     assert (out / "view.mp4").read_bytes() == b"video bytes" and user.read_bytes() == b"video bytes"
     assert place_video(out / "view.mp4", out) == "view.mp4"           # the page's own video: left as it is
     assert sorted(p.name for p in out.iterdir()) == ["view.mp4"]      # no temporary file left
+    (out / "view.mp4").unlink()
+    os.link(user, out / "view.mp4")                                   # a page an older msmae linked
+    assert place_video(user, out) == "view.mp4"
+    assert user.stat().st_nlink == 1 and (out / "view.mp4").read_bytes() == b"video bytes"
 
 
 # ------------------------------------------------------------------------------ runs and the command
@@ -133,7 +154,7 @@ def runs(tmp_path_factory):
     pretrain(load_config(PretrainConfig, None, SMALL), root / "corpus", root / "pre", progress=False)
     sets = ["model.size=tiny", "model.extra={dim: 32, depth: 2, heads: 2}", "train.epochs=2",
             "train.batch_size=16", "data.num_workers=0", "train.warmup_epochs=1"]
-    assert main(["finetune", "islr", "--dataset", "gislr", "--annotations", str(gislr), "--init", "none",
+    assert main(["finetune", "islr", "--config", "gislr", "--annotations", str(gislr), "--init", "none",
                  "--out", str(root / "islr"), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
     return root / "pre", root / "islr"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from msmae import __version__
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="msmae",
         description="MS-MAE: multi-stream masked autoencoder for sign-language keypoints. "
         "video -> keypoints -> corpus -> pre-training -> ISLR / SLT -> attention analysis.",
+        epilog="Progress goes to stderr: a bar on a terminal; in a log file or a pipe, plain lines at most one "
+        "every 30 seconds (MSMAE_PROGRESS_INTERVAL=SECONDS changes that) and a last line when the work ends.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"msmae {__version__}")
@@ -59,22 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PROGRESS_FILE_INTERVAL_S = 30  # seconds between progress-bar updates when stderr is a file or a pipe
-
-
-def _progress_for_log_files() -> None:
-    """A progress bar redraws itself with carriage returns several times a second: on a terminal that is one
-    line, in a log file (``make demo > log 2>&1``) thousands. When stderr is not a terminal, bars update at most
-    every PROGRESS_FILE_INTERVAL_S seconds (tqdm takes its defaults from TQDM_* variables when it is first
-    imported; a user's own TQDM_MININTERVAL wins)."""
-    import os
-
-    if not sys.stderr.isatty():
-        os.environ.setdefault("TQDM_MININTERVAL", str(PROGRESS_FILE_INTERVAL_S))
-
-
 def main(argv: list[str] | None = None) -> int:
-    _progress_for_log_files()  # before the commands import tqdm, which reads TQDM_* once
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -85,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `msmae inspect --json ... | head`: the reader left; Python's documented way out
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would raise again on the closed pipe
+        return 1
     except CommandError as e:
         print(f"msmae {args.command}: error: {e}", file=sys.stderr)
         return 1

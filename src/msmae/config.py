@@ -129,19 +129,40 @@ def _apply(cfg: Any, data: dict, prefix: str = "") -> Any:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from None
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"train.steps=200"`` -> (["train", "steps"], 200); the value is parsed as YAML."""
+def parse_override(item: str, cls: type | None = None) -> tuple[list[str], Any]:
+    """``"train.steps=200"`` -> (["train", "steps"], 200). The value is parsed as YAML, except for a text
+    field of ``cls`` (the config's dataclass), which keeps the literal text: ``data.annotations=0755`` is
+    ``'0755'``, not 493, and ``no`` stays ``'no'`` (``null`` or ``~`` still clear an optional text field)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value (e.g. train.steps=200)")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
         raise ConfigError(f"override {item!r} has no key")
+    path = key.split(".")
+    text = _text_field(cls, path)
+    if text is not None and not (text == "optional" and raw.strip() in ("null", "~", "Null", "NULL")):
+        return path, raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.split("."), value
+    return path, value
+
+
+def _text_field(cls: type | None, path: list[str]) -> str | None:
+    """"text" when ``path`` names a ``str`` field of the dataclass ``cls``, "optional" for ``str | None``,
+    else None (another type, or no such field: the error comes when the override is applied)."""
+    tp: Any = cls
+    for part in path:
+        if not _is_dataclass_type(tp):
+            return None
+        tp = _field_types(tp).get(part)
+    if tp is str:
+        return "text"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {str, type(None)}:
+        return "optional"
+    return None
 
 
 def _nest(path: list[str], value: Any) -> dict:
@@ -153,7 +174,7 @@ def _nest(path: list[str], value: Any) -> dict:
 
 def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
     for item in overrides or ():
-        path, value = parse_override(item)
+        path, value = parse_override(item, type(cfg))
         cfg = _apply(cfg, _nest(path, value))
     return cfg
 

@@ -4,8 +4,10 @@ exit with their parent or leave stop signals to it."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -17,11 +19,11 @@ _UMASK_LOCK = threading.Lock()
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     A crash or exception leaves ``path`` untouched and removes the temporary file, so a reader
-    never sees a half-written file.
+    never sees a half-written file. The file gets ``mode`` where given, else what a plain ``open()`` gives.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +32,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes it owner-only (0600): give it what a plain open() would
-            os.chmod(tmp_path, 0o666 & ~current_umask())
+        st = os.lstat(tmp_path) if tmp_path.exists() else None
+        # mkstemp makes it owner-only (0600): give it what a plain open() would. Never through a link: a
+        # file with another name (a hard link to the user's file, a symlink) is not ours to chmod.
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.chmod(tmp_path, 0o666 & ~current_umask() if mode is None else mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -71,7 +76,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default) + "\n")
+    atomic_write_text(path, json_text(obj, indent=indent) + "\n")
+
+
+def json_text(obj: Any, *, indent: int | None = None, default: Any = None) -> str:
+    """Strict JSON of ``obj`` for every file and line msmae writes: JSON has no NaN or infinity (Python's
+    ``json`` would write the invalid ``NaN``), so a non-finite number is written as ``null``, on purpose and
+    in one place; numpy values and paths become plain ones (other objects go to ``default``, if given)."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False,
+                      default=default or _json_default)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if type(obj).__module__ == "numpy":
+        return _finite(_json_default(obj))
+    return obj
 
 
 def _json_default(o: Any) -> Any:
@@ -87,6 +112,11 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def plural(n: int, word: str) -> str:
+    """``1 segment``, ``2 segments``, ``0 segments``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def read_json(path: str | os.PathLike) -> Any:

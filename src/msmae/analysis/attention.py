@@ -25,7 +25,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from msmae.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def compute_attention(encoder, coords: np.ndarray, *, fps: float, layer: int = -
     device = next(encoder.parameters()).device
     pieces: list[tuple[int, np.ndarray]] = []
     valid = np.zeros((len(names), nt), dtype=bool)
-    bar = tqdm(total=len(starts), desc="attention", unit="chunk", disable=not progress or len(starts) < 2)
+    bar = progress_bar(total=len(starts), desc="attention", unit="chunk", disable=not progress or len(starts) < 2)
     for i in range(0, len(starts), batch_size):
         group = starts[i:i + batch_size]
         # Every chunk has n tokens; the one holding the last frame may end in padding frames.

@@ -6,12 +6,18 @@ milliseconds, one ``MEDIA_DESCRIPTOR`` per linked file: the video, and the ``.po
 segment kind (``SIGN``, ``SENTENCE``) with an ``ALIGNABLE_ANNOTATION`` per segment, and the default
 linguistic type, constraints and locale. We write the same structure (EAF 3.0) with the standard library;
 msmae finds signs only, so there is one tier, ``SIGN``, whose annotation values are the segment numbers.
+
+Languages are ISO 639 codes: the locale (the language of the annotation values' interface) is English
+(``en``, ISO 639-1, country ``US``), and the tier's content language (``LANGUAGE`` element, ``LANG_REF`` of the
+tier) the signed language, an ISO 639-3 code such as ``ase`` or ``und`` (undetermined) by default. pympi writes
+``us`` as the locale's language, which is a country, not a language.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +37,16 @@ _CONSTRAINTS = {
 }
 
 
+def check_language(code: str) -> str:
+    """``code`` when it has the form of an ISO 639 code (2 letters, ISO 639-1, or 3, ISO 639-2/3), lower case;
+    ValueError otherwise."""
+    code = str(code).strip()
+    if not re.fullmatch(r"[a-z]{2,3}", code):
+        raise ValueError(f"{code!r} is not an ISO 639 language code (2 or 3 lower-case letters, e.g. ase, gsg, "
+                         f"bfi or und for undetermined)")
+    return code
+
+
 def _media_descriptor(header: ET.Element, media: Path, eaf_dir: Path) -> None:
     media = media.resolve()
     attrs = {"MEDIA_URL": media.as_uri(), "MIME_TYPE": MIME_TYPES.get(media.suffix.lower(), "unknown")}
@@ -43,9 +59,11 @@ def _media_descriptor(header: ET.Element, media: Path, eaf_dir: Path) -> None:
 
 def eaf_document(segments_ms: Sequence[tuple[int, int, str]], *, tier: str = "SIGN",
                  media: Sequence[str | os.PathLike] = (), eaf_dir: str | os.PathLike = ".",
-                 author: str = "msmae") -> ET.ElementTree:
+                 author: str = "msmae", language: str = "und") -> ET.ElementTree:
     """The EAF XML of one tier: ``segments_ms`` = [(start_ms, end_ms, value)]; ``media`` files are linked
-    (absolute URL + URL relative to ``eaf_dir``, where the file will live)."""
+    (absolute URL + URL relative to ``eaf_dir``, where the file will live), the first one being the one ELAN
+    plays; ``language`` the ISO 639-3 code of the tier's content (the signed language)."""
+    language = check_language(language)
     root = ET.Element("ANNOTATION_DOCUMENT", {
         "AUTHOR": author, "DATE": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "FORMAT": "3.0", "VERSION": "3.0", "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
@@ -56,7 +74,8 @@ def eaf_document(segments_ms: Sequence[tuple[int, int, str]], *, tier: str = "SI
     prop = ET.SubElement(header, "PROPERTY", {"NAME": "lastUsedAnnotationId"})
     prop.text = str(len(segments_ms))
     order = ET.SubElement(root, "TIME_ORDER")
-    tier_el = ET.SubElement(root, "TIER", {"LINGUISTIC_TYPE_REF": "default-lt", "TIER_ID": tier})
+    tier_el = ET.SubElement(root, "TIER", {"LANG_REF": language, "LINGUISTIC_TYPE_REF": "default-lt",
+                                           "TIER_ID": tier})
     for i, (start, end, value) in enumerate(segments_ms):
         start, end = int(start), int(end)
         if end < start or start < 0:
@@ -69,7 +88,8 @@ def eaf_document(segments_ms: Sequence[tuple[int, int, str]], *, tier: str = "SI
         ET.SubElement(ann, "ANNOTATION_VALUE").text = str(value)
     ET.SubElement(root, "LINGUISTIC_TYPE", {"GRAPHIC_REFERENCES": "false", "LINGUISTIC_TYPE_ID": "default-lt",
                                             "TIME_ALIGNABLE": "true"})
-    ET.SubElement(root, "LOCALE", {"COUNTRY_CODE": "US", "LANGUAGE_CODE": "us"})
+    ET.SubElement(root, "LOCALE", {"COUNTRY_CODE": "US", "LANGUAGE_CODE": "en"})
+    ET.SubElement(root, "LANGUAGE", {"LANG_ID": language, "LANG_LABEL": f"{language} (ISO 639)"})
     for stereotype, description in _CONSTRAINTS.items():
         ET.SubElement(root, "CONSTRAINT", {"DESCRIPTION": description, "STEREOTYPE": stereotype})
     ET.indent(root, space="    ")
@@ -77,12 +97,12 @@ def eaf_document(segments_ms: Sequence[tuple[int, int, str]], *, tier: str = "SI
 
 
 def write_eaf(path: str | os.PathLike, segments_ms: Sequence[tuple[int, int, str]], *, tier: str = "SIGN",
-              media: Sequence[str | os.PathLike] = (), author: str = "msmae") -> Path:
+              media: Sequence[str | os.PathLike] = (), author: str = "msmae", language: str = "und") -> Path:
     """Write an ELAN file atomically; see :func:`eaf_document`."""
     import io
 
     path = Path(path)
-    doc = eaf_document(segments_ms, tier=tier, media=media, eaf_dir=path.parent, author=author)
+    doc = eaf_document(segments_ms, tier=tier, media=media, eaf_dir=path.parent, author=author, language=language)
     buf = io.BytesIO()
     doc.write(buf, encoding="UTF-8", xml_declaration=True)
     atomic_write_bytes(path, buf.getvalue())

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from msmae.utils import atomic_path
+from msmae.utils import atomic_path, plural
 
 # MediaPipe hand landmark connections (wrist 0; thumb 1-4; index 5-8; middle 9-12; ring 13-16; pinky 17-20).
 HAND_EDGES = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
@@ -133,7 +133,7 @@ def plot_attention(path: str | os.PathLike, matrix: np.ndarray, *, token_seconds
                           hspace=0.4)
     ax = fig.add_subplot(gs[:, :2])
     im = _heatmap(ax, m, extent, f"attention (layer mean of heads and streams, symmetrised), "
-                                 f"{len(edges) - 1} segments")
+                                 f"{plural(len(edges) - 1, 'segment')}")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
     for s, e in zip(edges[:-1], edges[1:]):
         a, b = s * token_seconds, e * token_seconds
@@ -191,7 +191,7 @@ def plot_segment_strip(path: str | os.PathLike, coords: np.ndarray, present: np.
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"#{i + 1}  {seg['start_s']:.2f}-{seg['end_s']:.2f} s\nframe {mid}", fontsize=7)
-    fig.suptitle(title or f"skeleton at the middle frame of each of {len(segments)} segments ({fps:g} fps)",
+    fig.suptitle(title or f"skeleton at the middle frame of each of {plural(len(segments), 'segment')} ({fps:g} fps)",
                  fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.4 / fig.get_figheight() - 0.02,
                         wspace=0.05, hspace=0.35)

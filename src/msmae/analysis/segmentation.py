@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from msmae.poses.timing import seconds
+
 
 @dataclass
 class SegmenterConfig:
@@ -140,6 +142,41 @@ def pick_peaks(curve: np.ndarray, *, min_distance: int, threshold: float = -np.i
     return sorted(chosen)
 
 
+def fill_boundaries(curve: np.ndarray, chosen: Sequence[int], *, count: int, min_distance: int) -> list[int]:
+    """Exactly ``count`` boundaries at least ``min_distance`` apart and from both ends: ``chosen`` (the peaks)
+    completed with the strongest other positions of ``curve``; where those leave no room, the ``count``
+    positions of greatest total contrast. Fewer (as many as fit) only when the curve is too short for
+    ``count``: it holds at most ``(len(curve) - 1) // min_distance - 1``. Sorted."""
+    c = np.asarray(curve, dtype=np.float64)
+    last, d = len(c) - 1, max(1, int(min_distance))
+    score = np.where(np.isfinite(c), c, -1e9)
+    out = list(chosen)
+    for b in sorted(range(d, last - d + 1), key=lambda i: -score[i]):
+        if len(out) >= count:
+            return sorted(out)
+        if all(abs(b - q) >= d for q in out):
+            out.append(b)
+    k = min(count, max(0, last // d - 1))
+    if len(out) >= k:
+        return sorted(out)
+    # best[j, p]: greatest total of j + 1 boundaries, the last at position lo + p, spaced >= d.
+    lo, n = d, last - 2 * d + 1
+    best = np.full((k, n), -np.inf)
+    back = np.zeros((k, n), dtype=np.int64)
+    best[0] = score[lo:lo + n]
+    for j in range(1, k):
+        run = np.maximum.accumulate(best[j - 1])                                    # best up to each position
+        arg = np.maximum.accumulate(np.where(best[j - 1] == run, np.arange(n), 0))  # ... and where it is
+        best[j, d:] = score[lo + d:lo + n] + run[:n - d]
+        back[j, d:] = arg[:n - d]
+    p = int(np.argmax(best[k - 1]))
+    picked = [p]
+    for j in range(k - 1, 0, -1):
+        p = int(back[j, p])
+        picked.append(p)
+    return sorted(lo + q for q in picked)
+
+
 def relative_threshold(curve: np.ndarray, mads: float = 1.0, floor: float = 0.005) -> float:
     """max(median + mads * 1.4826 * MAD, floor) of the finite values of a curve (floor if there are none)."""
     v = np.asarray(curve, dtype=np.float64)
@@ -169,7 +206,7 @@ def segments_from_boundaries(boundaries: Sequence[int], *, num_tokens: int, toke
     for i, (s, e) in enumerate(zip(edges[:-1], edges[1:])):
         fs, fe = min(s * token_frames, num_frames), min(e * token_frames, num_frames)
         out.append({"index": i, "start_token": s, "end_token": e, "start_frame": fs, "end_frame": fe,
-                    "start_s": round(fs / fps, 4), "end_s": round(fe / fps, 4)})
+                    "start_s": seconds(fs, fps), "end_s": seconds(fe, fps)})
     return out
 
 

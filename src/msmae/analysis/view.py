@@ -4,7 +4,7 @@ the playhead on both axes, and what ISLR and SLT runs make of the clip.
 
 The page is one file with its script and style inline (``view_template.html``, shipped with the package) and
 nothing fetched from the network, so it opens from ``file://``. Only the video, when there is one, lies beside it
-(``view.<suffix>``, a hard link to the user's file where the file system allows, else a copy).
+(``view.<suffix>``, a copy of the user's file: never a link, so the user's file is never changed).
 
 Keypoints travel compactly: coordinates quantised to int16 on a grid of ``span / 2048`` (``span`` = the
 larger side of the box holding 99% of the present points: a quarter pixel for a signer 500 px wide), missing
@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -198,26 +199,28 @@ def render_page(data: dict) -> str:
     template = resources.files("msmae.analysis").joinpath("view_template.html").read_text(encoding="utf-8")
     # "<" only occurs inside JSON strings, where \u003c means the same: no "</script>" can end the block early.
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
-    return (template.replace("__MSMAE_TITLE__", html.escape(str(data.get("title") or "msmae view")))
-            .replace("__MSMAE_DATA__", blob))
+    fill = {"TITLE": html.escape(str(data.get("title") or "msmae view")), "DATA": blob}
+    # One pass: a title or file name holding a placeholder's text is not filled in again.
+    return re.sub(r"__MSMAE_(TITLE|DATA)__", lambda m: fill[m.group(1)], template)
 
 
 def place_video(video: str | os.PathLike, out_dir: str | os.PathLike) -> str:
-    """Put ``video`` beside the page as ``view.<suffix>`` (a hard link where possible, else a copy; replaced
-    atomically) and return that name. The user's file is never moved or changed."""
-    from msmae.utils import atomic_path
+    """Copy ``video`` beside the page as ``view.<suffix>`` (replaced atomically) and return that name.
+
+    A copy, never a hard link: a link shares the user's inode, so setting the page's permissions would change
+    the user's file. The copy gets the permissions a new file gets (the umask), but no read permission the
+    user's file does not give (a private 0600 video gives a private copy), as ``cp`` does; the user's file
+    keeps its mode, content, times and link count."""
+    from msmae.utils import atomic_path, current_umask
 
     src = Path(video)
     name = "view" + src.suffix.lower()
     dst = Path(out_dir) / name
-    if dst.exists() and os.path.samefile(src, dst):
-        return name
-    with atomic_path(dst, suffix=src.suffix) as tmp:
-        tmp.unlink()  # os.link wants a free name
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or links not allowed
-            shutil.copyfile(src, tmp)
+    if dst.exists() and os.path.samefile(src, dst) and os.stat(dst).st_nlink == 1:
+        return name  # the page's own video (a hard link an older msmae made is replaced by a copy below)
+    mode = 0o666 & ~current_umask() & (os.stat(src).st_mode | 0o200)  # writable by its owner, to be replaced
+    with atomic_path(dst, suffix=src.suffix, mode=mode) as tmp:
+        shutil.copyfile(src, tmp)
     return name
 
 

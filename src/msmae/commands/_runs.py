@@ -43,7 +43,7 @@ def run_training_command(args, *, config_from_args, train, errors: tuple, summar
     returns its metrics; the ``errors`` it may raise become one-line ``CommandError`` messages (``one_line``
     words them). Prints the metrics named in ``summary_keys`` (those present) as one JSON line.
     """
-    import json
+    from msmae.utils import json_text
 
     from msmae.cli import CommandError
 
@@ -54,6 +54,6 @@ def run_training_command(args, *, config_from_args, train, errors: tuple, summar
     except errors as e:
         raise CommandError(one_line(e)) from None
     if metrics:
-        print(json.dumps({k: metrics[k] for k in summary_keys if k in metrics}, ensure_ascii=False))
+        print(json_text({k: metrics[k] for k in summary_keys if k in metrics}))
         print(f"run written to {args.out}")
     return 0

@@ -31,6 +31,13 @@ def register(sub) -> None:
     p.add_argument("--min-contrast", type=float, default=None, help="and reach at least this contrast (0.005)")
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="find exactly N segments (the N-1 strongest boundaries) instead of thresholding")
+    p.add_argument("--video", default=None, metavar="FILE",
+                   help="for a pose file: the video it was extracted from, linked from the ELAN file and shown on "
+                   "the page (default: a video with the same name beside the pose file, if any). A .pose keeps its "
+                   "own frame rate; a .npy or .parquet takes the video's unless --fps is given")
+    p.add_argument("--language", default="und", metavar="CODE",
+                   help="ISO 639-3 code of the signed language, written to the ELAN file, e.g. ase (American), "
+                   "gsg (German), bfi (British) Sign Language (default und: undetermined)")
     p.add_argument("--fps", type=float, default=None,
                    help="frame rate, for files that do not store it (.npy, .parquet)")
     p.add_argument("--width", type=int, default=None, help="frame width in pixels, for files that do not store it")
@@ -41,15 +48,18 @@ def register(sub) -> None:
 
 
 def _load_sequence(path, args):
-    """(canonical PoseSequence, media files to link in ELAN)."""
+    """(canonical PoseSequence, the video to show or None, media files to link in ELAN: the video first, which
+    ELAN plays, then a .pose, which ELAN's pose viewer reads)."""
+    import logging
     from pathlib import Path
 
     from msmae.cli import CommandError
     from msmae.extract.frames import VIDEO_SUFFIXES
-    from msmae.poses.sequence import PoseDataError
 
     path = Path(path)
     if path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:
+        if args.video is not None:
+            raise CommandError(f"{path} is a video already: --video is for pose files")
         try:
             from msmae.extract import MissingModelError, video_to_sequence
         except ImportError as e:
@@ -63,39 +73,48 @@ def _load_sequence(path, args):
         except Exception as e:  # frame reading, MediaPipe: one line for the user
             first = str(e).splitlines()[0] if str(e).strip() else repr(e)
             raise CommandError(f"{path}: keypoint extraction failed: {first}") from None
-        return seq, ([path] if path.is_file() else [])
-    from msmae.poses.readers import read_sequence
+        return seq, (path if path.is_file() else None), ([path] if path.is_file() else [])
+    from msmae.tasks.view import ViewError, read_clip
+
+    try:  # the same reading as `msmae view`: fps from the file where it stores one, the video found beside it
+        seq, video, notes = read_clip(path, video=args.video, fps=args.fps, width=args.width, height=args.height)
+    except ViewError as e:
+        raise CommandError(str(e)) from None
+    for note in notes:
+        logging.getLogger("msmae.attention").info("%s", note)
+    return seq, video, ([video] if video is not None else []) + ([path] if path.suffix.lower() == ".pose" else [])
+
+
+def _language(code: str) -> str:
+    """``--language``: an ISO 639-3 (or 639-1) code, lower case, as ELAN's LANGUAGE element takes it."""
+    from msmae.analysis.eaf import check_language
+    from msmae.cli import CommandError
 
     try:
-        seq = read_sequence(path, fps=args.fps, width=args.width, height=args.height)
-    except PoseDataError as e:
-        raise CommandError(str(e)) from None
-    return seq, ([path] if path.suffix.lower() == ".pose" else [])
+        return check_language(code)
+    except ValueError as e:
+        raise CommandError(f"--language: {e}") from None
 
 
 def run(args) -> int:
-    import json
     import logging
     from pathlib import Path
 
-    import torch
-
     from msmae.analysis.report import analyze, run_defaults, summary, write_report
     from msmae.analysis.view import write_view
-    from msmae.extract.frames import VIDEO_SUFFIXES
     from msmae.analysis.segmentation import SegmenterConfig
     from msmae.cli import CommandError
+    from msmae.commands._device import resolve_device
     from msmae.poses.normalize import normalize
     from msmae.train.checkpoint import CheckpointError, load_encoder, read_checkpoint_config
-    from msmae.train.timescale import checkpoint_frame_stride, resolve_frame_stride
+    from msmae.train.timescale import checkpoint_frame_stride, checkpoint_source_fps, resolve_frame_stride
+    from msmae.utils import json_text, plural
 
     log = logging.getLogger("msmae.attention")
     src = Path(args.input)
     if not src.exists():
         raise CommandError(f"{src}: no such file")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     try:
         meta = read_checkpoint_config(args.model)
         encoder = load_encoder(args.model, device=device)
@@ -128,7 +147,8 @@ def run(args) -> int:
     if args.segments is not None and args.segments < 1:
         raise CommandError(f"--segments must be at least 1, got {args.segments}")
 
-    raw, media = _load_sequence(src, args)
+    language = _language(args.language)
+    raw, video, media = _load_sequence(src, args)
     if raw.num_frames == 0:
         raise CommandError(f"{src}: no frames")
     seq = normalize(raw)
@@ -139,19 +159,19 @@ def run(args) -> int:
     try:
         result = analyze(encoder, model_seq, layer=args.layer, frame_stride=stride, chunk_frames=chunk,
                          overlap=args.overlap, streams=streams, segmenter=segmenter, count=args.segments,
-                         progress=True)
+                         progress=True, model_fps=checkpoint_source_fps(meta))
     except ValueError as e:
-        raise CommandError(str(e)) from None
-    paths = write_report(args.out, result, seq, source=str(src), model=str(args.model), media=media)
-    video = src if media and src.suffix.lower() in VIDEO_SUFFIXES else raw.meta.get("frame_info_from")
+        raise CommandError(f"{src}: {e}") from None
+    paths = write_report(args.out, result, seq, source=str(src), model=str(args.model), media=media,
+                         language=language)
     paths["view"] = write_view(args.out, raw, video=video, analysis=result, source=str(src),
                                models=[{"task": str(meta.get("task", "model")), "run": str(args.model)}])
     info = summary(result, source=str(src), model=str(args.model))
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_text(info, indent=2))
     else:
-        print(f"{src.name}: {info['frames']} frames, {info['num_tokens']} tokens of {info['token_frames']} frames; "
-              f"{len(info['segments'])} segments")
+        print(f"{src.name}: {plural(info['frames'], 'frame')}, {plural(info['num_tokens'], 'token')} of "
+              f"{plural(info['token_frames'], 'frame')}; {plural(len(info['segments']), 'segment')}")
         for s in info["segments"]:
             print(f"  #{s['index'] + 1:<3d} frames {s['start_frame']:>5d}-{s['end_frame']:<5d} "
                   f"{s['start_s']:7.2f}-{s['end_s']:.2f} s")

@@ -3,7 +3,8 @@
 With ``--json`` it prints one JSON object per line (JSON Lines), one per file, with the keys of
 DESIGN.md: ``path``, ``frames``, ``fps``, ``duration_s``, ``layout``, ``present`` (stream ->
 fraction of that stream's keypoints present over all frames); plus ``width``, ``height``,
-``fps_assumed`` and ``absent_points``. Without it, a table. An unreadable file gets a one-line
+``fps_assumed``, ``absent_points``, ``extract_stride`` (null where the file does not record it) and
+``source_fps``. Without it, a table. An unreadable file gets a one-line
 error on stderr, the other files are still reported, and the exit status is 1.
 
 A run or checkpoint directory among the inputs gets its time scale instead: the frame stride its
@@ -14,9 +15,10 @@ the common frame rates); see :func:`msmae.train.timescale.checkpoint_time_scale`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+
+from msmae.utils import json_text
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,25 @@ def register(subparsers) -> None:
 
 def summarize(seq, path: str) -> dict:
     """The JSON record of one sequence."""
+    from msmae.poses.timing import seconds, source_fps_of, stride_recorded
+
     return {
         "path": path,
         "frames": seq.num_frames,
         "fps": round(float(seq.fps), 4),
-        "duration_s": round(seq.duration_s, 4),
+        "duration_s": seconds(seq.num_frames, seq.fps),
         "layout": seq.meta.get("source_layout", "unknown"),
         "present": {k: round(v, 6) for k, v in seq.present_fraction().items()},
         "width": seq.width,
         "height": seq.height,
         "fps_assumed": bool(seq.meta.get("fps_assumed", False)),
+        # the frame stride the file records it was extracted at (null: not recorded, its fps tells its time)
+        "extract_stride": int(seq.meta["frame_stride"]) if stride_recorded(seq.meta) else None,
+        "source_fps": round(source_fps_of(seq.fps, seq.meta), 4),
         "absent_points": seq.meta.get("absent_points", {}),
+        # streams the file does not hold at all (a body,hands extraction's face): absent, not "0% detected"
+        "absent_streams": [name for name, sl in seq.layout.slices().items()
+                           if len(seq.meta.get("absent_points", {}).get(name, ())) >= sl.stop - sl.start],
     }
 
 
@@ -67,8 +77,13 @@ def _run_line(r: dict) -> str:
     at = [f"{r['token_s']:.3f} s at {r['fps']:g} fps"] if r["fps"] else \
         [f"{s:.3f} s at {f} fps" for f, s in r["token_s_by_fps"].items()]
     stride = f"frame stride {r['frame_stride']}" + ("" if r["frame_stride_recorded"] else " (not recorded; assumed)")
+    frames = f"{r['token_frames']} video frames"
+    if r.get("source_fps"):  # keypoints at other rates are read at the encoder's time scale (model_step)
+        frames += f" of {r['source_fps']:g} fps video ({r['token_frames'] / r['source_fps']:.3f} s)"
+        return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
+                f"{frames}; keypoints at other rates, read every nearest whole step: {', '.join(at)}")
     return (f"{r['path']}: {r['task']} run ({r['streams']}); 1 token = cubelet {r['cubelet']} x {stride} = "
-            f"{r['token_frames']} video frames = {', '.join(at)}")
+            f"{frames} = {', '.join(at)}")
 
 
 def _table(rows: list[dict]) -> str:
@@ -78,7 +93,8 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         fps = f"{r['fps']:g}" + ("*" if r["fps_assumed"] else "")
         body.append([r["path"], str(r["frames"]), fps, f"{r['duration_s']:.2f}", r["layout"]]
-                    + [f"{r['present'].get(s, 0.0):.3f}" for s in streams])
+                    + ["absent" if s in r["absent_streams"] or s not in r["present"] else f"{r['present'][s]:.3f}"
+                       for s in streams])
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(c.ljust(w) if i == 0 or i == 4 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(row, widths))) for row in [head] + body]
@@ -108,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             except CheckpointError as e:
                 fail(str(e))
                 continue
-            print(json.dumps(info) if args.json else _run_line(info), flush=True)
+            print(json_text(info) if args.json else _run_line(info), flush=True)
             continue
         try:
             paths = find_pose_files([item])
@@ -129,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             row = summarize(seq, str(path))
             if args.json:
-                print(json.dumps(row), flush=True)
+                print(json_text(row), flush=True)
             rows.append(row)
     if rows and not args.json:
         print(_table(rows))

@@ -3,8 +3,9 @@ arguments -> :class:`msmae.tasks.islr.IslrConfig`, calls into :mod:`msmae.tasks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from msmae.utils import json_text, plural
 
 
 def add_finetune_arguments(p, *, probe: bool = False) -> None:
@@ -75,7 +76,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
     except (ConfigError, ISLRDataError, CheckpointError, ValueError, KeyError) as e:
         raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps(metrics))
+        print(json_text(metrics))
     else:
         m = metrics
         print(f"{run_dir} on {m['split']} ({m['num_examples']} clips, {m['num_classes']} classes): top-1 "
@@ -121,10 +122,11 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
     except PoseDataError as e:
         raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
-                          "predictions": preds}, ensure_ascii=False))
+        print(json_text({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
+                          "predictions": preds}))
     else:
-        print(f"{input_path} ({seq.num_frames} frames): top {len(preds)} of {len(meta['classes'])} signs")
+        print(f"{input_path} ({plural(seq.num_frames, 'frame')}): top {len(preds)} of "
+              f"{plural(len(meta['classes']), 'sign')}")
         width = max(len(p["label"]) for p in preds)
         for p in preds:
             print(f"{p['rank']:>3}. {p['label']:<{width}}  {p['probability']:.4f}")

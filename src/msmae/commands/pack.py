@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
+
+from msmae.utils import json_text
 
 
 def register(sub) -> None:
@@ -38,7 +39,7 @@ def run(args) -> int:
     except (CorpusError, PoseDataError, OSError) as e:  # a missing or unsupported input, an unwritable --out
         raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps(s.to_dict()))
+        print(json_text(s.to_dict()))
     else:
         print(f"{args.out}: {len(s.added)} added, {len(s.unchanged)} unchanged, {len(s.failed)} failed; "
               f"corpus now {s.total_videos} videos, {s.total_frames} frames")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from msmae.utils import json_text
+
 
 def add_config_arguments(p, task: str) -> None:
     """``--config YAML`` and repeated ``--set key=value`` (shared by the training commands); the example of
@@ -61,7 +63,7 @@ def run(args) -> int:
     except (ConfigError, CorpusError, CheckpointError, ValueError, FloatingPointError) as e:
         raise CommandError(str(e)) from None
     if metrics:
-        print(json.dumps({k: metrics[k] for k in ("steps", "final_loss", "eval_loss", "mean_baseline_loss",
+        print(json_text({k: metrics[k] for k in ("steps", "final_loss", "eval_loss", "mean_baseline_loss",
                                                    "samples_per_s")}))
         print(f"run written to {args.out}")
     return 0

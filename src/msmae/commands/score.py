@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from msmae.utils import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="target language code (de, en, zh, zh_CN, ...); zh selects the zh tokenizer, "
                    "character ROUGE and the punctuation fix (default: en)")
     p.add_argument("--out", help="also write the JSON object to this file")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (what score always prints; accepted as by the other commands)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         result = score_files(args.hyp, args.ref, lang=args.lang)
     except ValueError as e:
         raise CommandError(str(e)) from None
-    text = json.dumps(result, indent=1, ensure_ascii=False)
+    text = json_text(result, indent=1)
     if args.out:
         from pathlib import Path
 

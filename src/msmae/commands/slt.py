@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from msmae.utils import json_text
 
 
 def add_finetune_arguments(p) -> None:
@@ -86,7 +87,7 @@ def run_evaluate(run_dir: Path, split: str, args) -> int:
     except setup_errors() as e:
         raise CommandError(_one_line(e)) from None
     if args.json:
-        print(json.dumps(m, ensure_ascii=False))
+        print(json_text(m))
     else:
         extra = (f"  (punctuation fixed: BLEU-1 {m['bleu1_punct_fixed']:.2f}  BLEU-4 {m['bleu4_punct_fixed']:.2f}  "
                  f"ROUGE-L {m['rouge_l_punct_fixed']:.2f})") if "bleu4_punct_fixed" in m else ""
@@ -133,8 +134,8 @@ def run_predict(input_path: Path, run_dir: Path, args) -> int:
     except ValueError as e:  # e.g. more pose tokens than mBART's positions
         raise CommandError(f"{input_path}: {e}") from None
     if getattr(args, "json", False):
-        print(json.dumps({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
-                          "language": meta["language"], "translation": text}, ensure_ascii=False))
+        print(json_text({"input": str(input_path), "model": str(run_dir), "frames": seq.num_frames,
+                          "language": meta["language"], "translation": text}))
     else:
         print(text)
     return 0

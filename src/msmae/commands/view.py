@@ -12,7 +12,7 @@ def register(sub) -> None:
         "heatmap with the playhead on both axes, and the predictions. Each --model adds what that run can say: "
         "a pre-training run -> attention heatmap and segments; an ISLR run -> top-k signs of the clip and of "
         "each segment; an SLT run -> the translation. The video is placed beside the page as view.<suffix> "
-        "(a hard link where possible, else a copy). Keys: space play/pause, left/right one frame, [ and ] "
+        "(a copy; the original is never changed). Keys: space play/pause, left/right one frame, [ and ] "
         "previous/next segment.")
     p.add_argument("input", metavar="INPUT",
                    help="video or frame folder (keypoints extracted on the fly: the `extract` extra), or a pose "
@@ -21,7 +21,9 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", default=[], metavar="RUN",
                    help="a pre-training, ISLR or SLT run or checkpoint directory; repeat for several")
     p.add_argument("--video", metavar="FILE",
-                   help="for a pose file: the video it was extracted from, shown under the skeleton")
+                   help="for a pose file: the video it was extracted from, shown under the skeleton (default: a video "
+                   "with the same name beside it). A .pose keeps its own frame rate (a --frame-stride 2 extraction "
+                   "plays at half the video's); a .npy or .parquet takes the video's unless --fps is given")
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="find exactly N segments instead of thresholding the boundary contrast")
     p.add_argument("--layer", type=int, default=-1, help="encoder layer of the heatmap (default -1, the last)")
@@ -36,16 +38,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
+    from pathlib import Path
 
+    from msmae.analysis.view import PAGE
     from msmae.cli import CommandError
+    from msmae.commands._device import resolve_device
     from msmae.tasks.view import ViewError, make_view
+    from msmae.utils import json_text, plural
 
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: is a file, not a folder; name a folder for {PAGE} (it is created)")
+    if (out / PAGE).is_dir():
+        raise CommandError(f"--out {out}: {out / PAGE} is a folder; the page cannot be written there")
+    device = resolve_device(args.device)
     try:
         info = make_view(args.input, args.out, models=args.model, video=args.video, fps=args.fps,
                          width=args.width, height=args.height, layer=args.layer, segments=args.segments,
@@ -53,9 +59,10 @@ def run(args) -> int:
     except ViewError as e:
         raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        print(json_text(info, indent=2))
         return 0
-    print(f"{args.input}: {info['frames']} frames at {info['fps']:g} fps, {len(info['segments'])} segments"
+    print(f"{args.input}: {plural(info['frames'], 'frame')} at {info['fps']:g} fps, "
+          f"{plural(len(info['segments']), 'segment')}"
           + (f", video {info['video']}" if info["video"] else ", skeleton only"))
     for r in info["islr"]:
         best = r["clip"][0]

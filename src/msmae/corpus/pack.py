@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from msmae.corpus.store import (FORMAT_VERSION, INDEX_COLUMNS, CorpusError, Entry, read_index, read_meta,
                                 shard_paths)
 from msmae.layout import CANONICAL
+from msmae.progress import progress_bar
 from msmae.utils import atomic_path, atomic_write_json, atomic_write_text, exit_with_parent
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def pack_corpus(inputs: Iterable[str | Path], out: str | Path, *, workers: int =
         else:
             todo.append(f)
     w.drop_sources({f for f in todo if f in known})
-    bar = tqdm(total=len(todo), desc="pack", unit="file", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="pack", unit="file", disable=not progress)
     for path, arrays, err in _imap(todo, workers, normalize):
         bar.update(1)
         if err is not None:

@@ -143,12 +143,12 @@ def load_in_workers(load: Callable, jobs: Sequence, *, workers: int, min_paralle
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.utils import exit_with_parent
 
     results = []
-    with tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress) as bar:
+    with progress_bar(total=len(jobs), desc=desc, unit=unit, disable=not progress) as bar:
         if workers <= 1 or len(jobs) < min_parallel:
             for job in jobs:
                 results.append(load(job))

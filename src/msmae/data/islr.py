@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -116,6 +117,9 @@ def _read_table(path: Path, *, delimiter: str | None = None) -> list[dict[str, s
 
 
 def _require(path: Path, rows: list[dict], columns: Iterable[str]) -> None:
+    if rows and set(GISLR_COLUMNS) <= set(rows[0]) and not set(columns) <= set(rows[0]):
+        raise ISLRDataError(f"{path}: looks like a GISLR train.csv ({', '.join(GISLR_COLUMNS)}): pass --dataset gislr "
+                            f"(or --config gislr)")
     require_columns(path, rows, columns, error=ISLRDataError)
 
 
@@ -149,12 +153,14 @@ def read_class_list(path: str | Path) -> list[str]:
             if idx != list(range(len(idx))):
                 raise ISLRDataError(f"{path}: class indices must be 0..{len(idx) - 1} without gaps")
             return [str(k) for k, _ in order]
-        if isinstance(data, list):
-            return [str(x) for x in data]
-        raise ISLRDataError(f"{path}: expected a JSON list of labels or {{label: index}}")
-    names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    if len(set(names)) != len(names):
-        raise ISLRDataError(f"{path}: repeated class names")
+        if not isinstance(data, list):
+            raise ISLRDataError(f"{path}: expected a JSON list of labels or {{label: index}}")
+        names = [str(x) for x in data]
+    else:
+        names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise ISLRDataError(f"{path}: repeated class names {repeated[:5]}")
     return names
 
 

@@ -3,6 +3,7 @@ cap, normalisation), mBART target tokens, and the dataset + collate function the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 
 from msmae.data.common import epoch_and_index
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,13 +24,16 @@ class SplitData:
     clips: list                          # msmae.data.islr.Clip: normalised float16 keypoints
 
 
-def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_frames: int):
+def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_frames: int,
+                     model_fps: float | None = None):
     """A canonical PoseSequence -> a :class:`msmae.data.islr.Clip` of ``layout``: every
-    ``frame_stride``-th frame, at most ``max_frames`` frames (uniformly resampled), normalised."""
+    ``frame_stride``-th frame (source frames at ``model_fps``, see :func:`msmae.poses.timing.model_step`), at
+    most ``max_frames`` frames (uniformly resampled), normalised."""
     from msmae.data.clips import prepare_clip
     from msmae.poses.timing import stride_for_sequence
 
-    frame_stride = stride_for_sequence(seq.meta, frame_stride)  # a --frame-stride extraction is already strided
+    # a --frame-stride extraction is already strided
+    frame_stride = stride_for_sequence(seq.meta, frame_stride, fps=seq.fps, model_fps=model_fps)
     if frame_stride > 1 and seq.num_frames > 1:
         seq = seq.take_frames(np.arange(0, seq.num_frames, frame_stride))
         seq.fps = seq.fps / frame_stride
@@ -36,7 +42,8 @@ def prepare_sequence(seq, *, layout, normalize: str, frame_stride: int, max_fram
     return prepare_clip(seq, layout=layout, normalize=normalize)
 
 
-def load_example(example, *, layout, normalize: str, frame_stride: int, max_frames: int):
+def load_example(example, *, layout, normalize: str, frame_stride: int, max_frames: int,
+                 model_fps: float | None = None):
     """Read one :class:`msmae.data.slt.SLTExample` (cutting its time range, if any) -> Clip."""
     from msmae.poses.readers import read_sequence
     from msmae.poses.sequence import PoseDataError
@@ -50,7 +57,7 @@ def load_example(example, *, layout, normalize: str, frame_stride: int, max_fram
                                 f"the file's {seq.num_frames} frames")
         seq = seq.slice_frames(first, stop)
     return prepare_sequence(seq, layout=layout, normalize=normalize, frame_stride=frame_stride,
-                            max_frames=max_frames)
+                            max_frames=max_frames, model_fps=model_fps)
 
 
 def _load_one(job):
@@ -64,18 +71,32 @@ def _load_one(job):
 
 
 def load_split(examples, *, layout, normalize: str = "shoulders", frame_stride: int = 1, max_frames: int = 1024,
-               workers: int = 1, progress: bool = True, desc: str = "poses"):
+               model_fps: float | None = None, workers: int = 1, progress: bool = True, desc: str = "poses"):
     """Read the sentences' pose files (in ``workers`` processes) -> (SplitData, [(id, reason)] of the
     examples whose pose file could not be used)."""
     from msmae.data.common import load_in_workers
 
-    kwargs = dict(normalize=normalize, frame_stride=frame_stride, max_frames=max_frames)
+    kwargs = dict(normalize=normalize, frame_stride=frame_stride, max_frames=max_frames, model_fps=model_fps)
     jobs = [(e, layout.spec, kwargs) for e in examples]
     results = load_in_workers(_load_one, jobs, workers=workers, min_parallel=16, progress=progress, desc=desc)
     keep = [i for i, (c, _) in enumerate(results) if c is not None]
     problems = [(examples[i].id, err) for i, (_, err) in enumerate(results) if err is not None]
-    return SplitData([examples[i].id for i in keep], [examples[i].text for i in keep],
-                     [results[i][0] for i in keep]), problems
+    clips = [results[i][0] for i in keep]
+    if model_fps:
+        _say_rate(clips, float(model_fps) / frame_stride, max_frames, desc)
+    return SplitData([examples[i].id for i in keep], [examples[i].text for i in keep], clips), problems
+
+
+def _say_rate(clips, model_rate: float, max_frames: int, desc: str) -> None:
+    """One warning for the clips whose frame rate no whole step brings within 5% of the encoder's ``model_rate``
+    model frames per second (see :func:`msmae.poses.timing.model_step`); clips cut to ``max_frames`` are not
+    counted, their rate having been changed on purpose."""
+    off = sorted({round(c.fps, 3) for c in clips if c.num_frames < max_frames and abs(c.fps / model_rate - 1) > 0.05})
+    if off:
+        n = sum(1 for c in clips if round(c.fps, 3) in off and c.num_frames < max_frames)
+        log.warning("%s: %d of %d clips read at %s model frames per second, not the encoder's %g (their frame "
+                    "rate is not a whole multiple of it)", desc, n, len(clips), ", ".join(f"{r:g}" for r in off[:5]),
+                    model_rate)
 
 
 class SentenceDataset(torch.utils.data.Dataset):

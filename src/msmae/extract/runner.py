@@ -183,9 +183,9 @@ class _Progress:
     clips_done: int = 0
 
     def __post_init__(self) -> None:
-        from tqdm import tqdm
+        from msmae.progress import progress_bar
 
-        self.bar = tqdm(total=None, unit="frame", disable=not self.enabled, dynamic_ncols=True,
+        self.bar = progress_bar(total=None, unit="frame", disable=not self.enabled, dynamic_ncols=True,
                         desc="extract", smoothing=0.05)
 
     def update(self, n: int) -> None:

@@ -32,6 +32,7 @@ from typing import Iterable
 import numpy as np
 
 from msmae.layout import BODY_POINT_NAMES, CANONICAL, STREAMS_BY_NAME, Layout, get_layout
+from msmae.poses.beside import fill_from_video
 from msmae.poses.sequence import PoseDataError, PoseSequence
 from msmae.poses.writers import NPZ_FORMAT, NPZ_VERSION, NUM_FACE, NUM_FACE_REFINED, gislr_offsets
 from msmae.utils import list_file_entries
@@ -181,43 +182,6 @@ def holistic_to_sequence(xyz: np.ndarray, *, fps: float, width: int | None = Non
                         width=width, height=height, source=source, meta={})
 
 
-def video_beside(path: Path) -> dict:
-    """fps, width and height of a video with the same stem next to ``path`` or in its parent folder (as the
-    shared data keeps ``videos/clip.mp4`` beside ``videos/reference-holistic/clip.npy``), read with OpenCV;
-    empty when there is none or OpenCV is not installed."""
-    from msmae.media import VIDEO_SUFFIXES
-
-    for folder in (path.parent, path.parent.parent):
-        for suffix in VIDEO_SUFFIXES:
-            video = folder / f"{path.stem}{suffix}"
-            if not video.is_file():
-                continue
-            try:
-                import cv2
-            except ImportError:
-                return {}
-            cap = cv2.VideoCapture(str(video))
-            try:
-                fps, w, h = (cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                             int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-            finally:
-                cap.release()
-            if fps > 0 and w > 0 and h > 0:
-                return {"fps": float(fps), "width": w, "height": h, "video": str(video)}
-    return {}
-
-
-def _fill_from_video(path: Path, fps, width, height) -> tuple[float | None, int | None, int | None, str | None]:
-    """What the caller did not give (fps, width, height), from a video beside the file when there is one."""
-    if fps is not None and width is not None and height is not None:
-        return fps, width, height, None
-    v = video_beside(path)
-    if not v:
-        return fps, width, height, None
-    return (fps if fps is not None else v["fps"], width if width is not None else v["width"],
-            height if height is not None else v["height"], v["video"])
-
-
 def read_holistic_npy(path: str | os.PathLike, *, fps: float | None = None, width: int | None = None,
                       height: int | None = None) -> PoseSequence:
     """A MediaPipe Holistic ``.npy`` array (T, 543, 3) in GISLR order, NaN where undetected."""
@@ -233,7 +197,7 @@ def read_holistic_npy(path: str | os.PathLike, *, fps: float | None = None, widt
         xyz = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy says "cannot reshape", "Failed to interpret", ...
         raise PoseDataError(f"{path}: not a readable .npy array ({_first_line(e)})") from None
-    fps, width, height, video = _fill_from_video(path, fps, width, height)
+    fps, width, height, video = fill_from_video(path, fps, width, height)
     seq = holistic_to_sequence(xyz, fps=fps or DEFAULT_FPS, width=width, height=height, source=str(path))
     seq.meta.update(source_layout="mediapipe-npy", fps_assumed=fps is None, absent_points={})
     if video:
@@ -289,7 +253,7 @@ def read_gislr_parquet(path: str | os.PathLike, *, fps: float | None = None, wid
     if len(np.unique(flat)) != len(flat):
         raise PoseDataError(f"{path}: the same (frame, type, landmark_index) appears more than once")
     xyz.reshape(-1, 2)[flat] = xy
-    fps, width, height, video = _fill_from_video(path, fps, width, height)
+    fps, width, height, video = fill_from_video(path, fps, width, height)
     seq = holistic_to_sequence(xyz, fps=fps or DEFAULT_FPS, width=width, height=height, source=str(path))
     seq.meta.update(source_layout="gislr-parquet", fps_assumed=fps is None, absent_points={},
                     first_frame=int(frames[0]))

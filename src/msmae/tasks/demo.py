@@ -203,6 +203,7 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     from msmae.poses.normalize import normalize
     from msmae.poses.synthetic import SyntheticSigner
     from msmae.train.checkpoint import load_encoder, read_checkpoint_config
+    from msmae.train.timescale import checkpoint_source_fps
     from msmae.utils import atomic_write_json
 
     out = Path(out)
@@ -249,9 +250,11 @@ def synthetic_demo(out: str | Path, *, pretrain_steps: int = 600, islr_epochs: i
     seq, signs = gen.sentence(5, rng)
     seq.source = "synthetic:held-out-sentence"
     encoder = load_encoder(pre_run)
-    stride, chunk = run_defaults(read_checkpoint_config(pre_run))
+    pre_meta = read_checkpoint_config(pre_run)
+    stride, chunk = run_defaults(pre_meta)
     x = normalize(seq)
-    result = analyze(encoder, x.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
+    result = analyze(encoder, x.select(encoder.layout), frame_stride=stride, chunk_frames=chunk,
+                     model_fps=checkpoint_source_fps(pre_meta))
     att_dir = out / "attention"
     paths = write_report(att_dir, result, x, source="synthetic held-out sentence (SYNTHETIC)", model=str(pre_run))
     paths["view"] = _view_page(att_dir, seq, result, pre_run, islr_run=out / "islr_finetune", source="synthetic "
@@ -345,7 +348,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
                 model_complexity: int = 1, max_attention: int | None = None, seed: int = 0, fresh: bool = False,
                 progress: bool = True) -> dict:
     """The user's own videos, no labels: extract -> pack -> pre-train -> attention and segments per video."""
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.analysis.report import analyze, run_defaults, write_report
     from msmae.corpus import pack_corpus
@@ -354,6 +357,7 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
     from msmae.poses.normalize import normalize
     from msmae.poses.readers import read_sequence
     from msmae.train.checkpoint import load_encoder, read_checkpoint_config
+    from msmae.train.timescale import checkpoint_source_fps
     from msmae.utils import atomic_write_json
 
     out = Path(out)
@@ -383,11 +387,12 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
 
     t0 = time.perf_counter()
     encoder = load_encoder(pre_run)
-    stride, chunk = run_defaults(read_checkpoint_config(pre_run))
+    pre_meta = read_checkpoint_config(pre_run)
+    stride, chunk = run_defaults(pre_meta)
     per_video = []
     todo = pose_files[:max_attention] if max_attention else pose_files
     sources = {c.name: c.source for c in collect_clips([videos], None)[0] if c.source.is_file()}
-    for f in tqdm(todo, desc="attention", unit="video", disable=not progress):
+    for f in progress_bar(todo, desc="attention", unit="video", disable=not progress):
         rel = f.relative_to(poses).with_suffix("")
         d = out / "attention" / rel
         if (d / "segments.json").is_file() and (d / "view.html").is_file():
@@ -398,7 +403,8 @@ def videos_demo(videos: str | Path, out: str | Path, *, pretrain_steps: int = 30
         try:
             raw = read_sequence(f)
             seq = normalize(raw)
-            res = analyze(encoder, seq.select(encoder.layout), frame_stride=stride, chunk_frames=chunk)
+            res = analyze(encoder, seq.select(encoder.layout), frame_stride=stride, chunk_frames=chunk,
+                          model_fps=checkpoint_source_fps(pre_meta))
         except ValueError as e:  # e.g. a clip shorter than one token
             log.warning("%s: no attention analysis: %s", f, e)
             per_video.append({"pose": str(f), "out": None, "error": str(e)})

@@ -123,19 +123,27 @@ def build_classifier(encoder, num_classes: int, mode: str, dropout: float = 0.0,
 
 def model_from_run(run_dir: str | Path, device="cpu"):
     """(classifier in eval mode, checkpoint config dict) of an ISLR run or checkpoint."""
-    from msmae.models import ModelConfig, MultiStreamEncoder
-    from msmae.train.checkpoint import CheckpointError, load_state_dict, read_checkpoint_config
+    from msmae.models import MultiStreamEncoder
+    from msmae.train.checkpoint import CONFIG, CheckpointError, load_state_dict
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(run_dir)
+    folder = open_model_folder(run_dir)
+    meta = folder.meta
     if meta.get("task") != "islr":
         raise CheckpointError(f"{run_dir}: not an ISLR run (task {meta.get('task')!r})")
-    enc = MultiStreamEncoder(config=ModelConfig.from_dict(meta["model"]))
-    model = build_classifier(enc, len(meta["classes"]), meta["mode"],
-                             probe_norm=bool(meta.get("probe_norm", False)))  # runs made before the option: none
-    missing, unexpected = model.load_state_dict(load_state_dict(run_dir), strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{run_dir}: weights do not match the ISLR model (missing {missing[:4]}, "
-                              f"unexpected {unexpected[:4]})")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{folder.path / CONFIG}: 'classes' must be a list of class names")
+    if meta.get("mode") not in MODES:
+        raise CheckpointError(f"{folder.path / CONFIG}: mode must be one of {MODES}, got {meta.get('mode')!r}")
+
+    def build():  # runs made before the probe_norm option have none
+        return build_classifier(MultiStreamEncoder(config=folder.model), len(classes), meta["mode"],
+                                probe_norm=bool(meta.get("probe_norm", False)))
+
+    folder.check_shapes(build)
+    model = build()
+    model.load_state_dict(load_state_dict(folder.path))  # checked: exactly these tensors
     return model.to(device).eval(), meta
 
 
@@ -259,30 +267,42 @@ def score_split(model, split: SplitData, classes: Sequence[str], cfg: IslrConfig
 
 def write_split_outputs(out_dir: Path, split_name: str, split: SplitData, logits: np.ndarray,
                         classes: Sequence[str]) -> None:
-    """``predictions_<split>.csv`` (id, label, top-5 with probabilities) and ``confusion_<split>.png``."""
+    """``predictions_<split>.csv`` and ``confusion_<split>.png``. The CSV has one row per clip: ``id``, ``label``,
+    ``predicted``, ``correct`` (1/0), then one column pair per rank, ``top1_label``, ``top1_prob`` ... ``top5_label``,
+    ``top5_prob`` (fewer ranks with fewer classes), so labels holding spaces or colons stay whole."""
     from msmae.utils import atomic_write_text
 
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "label", "predicted", "correct", "top5"])
+    w.writerow(["id", "label", "predicted", "correct"]
+               + [f"top{r}_{what}" for r in range(1, top.shape[1] + 1) for what in ("label", "prob")])
     for i, ex_id in enumerate(split.ids):
-        w.writerow([ex_id, classes[split.labels[i]], classes[top[i, 0]], int(top[i, 0] == split.labels[i]),
-                    " ".join(f"{classes[j]}:{probs[i, j]:.4f}" for j in top[i])])
+        w.writerow([ex_id, classes[split.labels[i]], classes[top[i, 0]], int(top[i, 0] == split.labels[i])]
+                   + [x for j in top[i] for x in (classes[j], f"{probs[i, j]:.6f}")])
     atomic_write_text(out_dir / f"predictions_{split_name}.csv", buf.getvalue())
     plot_confusion(split.labels, top[:, 0], classes, out_dir / f"confusion_{split_name}.png",
                    title=f"{split_name}: confusion (row-normalised)")
 
 
 # ------------------------------------------------------------------------------------------- the run
+def nothing_held_out(d: DataSection) -> str:
+    """Why a run without validation and test examples is refused: its scores would be on its training clips."""
+    how = ("GISLR has no official split: pass --config gislr (participants held out), or set "
+           "data.val_participants / data.test_participants" if d.dataset == "gislr" else
+           "give some examples the split val or test")
+    return f"{d.annotations}: nothing is held out (no val or test examples), so no score would mean anything: {how}"
+
+
 def checkpoint_config(cfg: IslrConfig, model, classes: Sequence[str]) -> dict:
     from msmae.config import config_to_dict
-    from msmae.train.timescale import init_frame_stride
+    from msmae.train.timescale import init_frame_stride, init_source_fps
 
     mc = model.encoder.config
     return {"task": "islr", "model": mc.to_dict(), "layout": mc.layout.to_dict(), "encoder_prefix": "encoder.",
             "encoder_frame_stride": init_frame_stride(cfg.init),  # ISLR samples num_frames; no stride of its own
+            "encoder_source_fps": init_source_fps(cfg.init),
             "classes": list(classes), "mode": cfg.mode, "pooling": model.pooling, "probe_norm": model.norm is not None,
             "num_frames": cfg.data.num_frames, "normalize": cfg.data.normalize, "task_config": config_to_dict(cfg)}
 
@@ -291,7 +311,7 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
     """Fine-tune (or probe) on the configured dataset; returns the metrics written to ``out/metrics.json``."""
     from msmae.config import save_yaml
     from msmae.train import checkpoint as ck
-    from msmae.train.distributed import cleanup_distributed, init_distributed, resolve_precision
+    from msmae.train.distributed import all_gather_objects, cleanup_distributed, init_distributed, resolve_precision
 
     check_config(cfg)
     out = Path(out)
@@ -304,6 +324,9 @@ def finetune(cfg: IslrConfig, out: str | Path, *, resume: bool = False, progress
                                                    else ("train",), progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training examples")
+        # only rank 0 read val and test: every rank takes its word, so all of them stop with the same line
+        if not all_gather_objects("val" in splits or "test" in splits, info)[0]:
+            raise ValueError(nothing_held_out(cfg.data))
         if "val" not in splits and info.is_main:
             log.warning("no validation split: the last epoch is kept and nothing is selected")
         torch.manual_seed(cfg.train.seed)

@@ -126,7 +126,7 @@ def _holdout_split(ids: list[str], fraction: float, max_videos: int) -> tuple[li
 
 def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
     """data.window / data.frame_stride in stored frames of this corpus (see msmae.poses.timing)."""
-    from msmae.poses.timing import sampling_for_corpus
+    from msmae.poses.timing import mixed_rates, sampling_for_corpus
 
     try:
         s = sampling_for_corpus((e.frame_stride for e in corpus.entries), window, frame_stride)
@@ -135,6 +135,9 @@ def _sampling(corpus, window: int, frame_stride: int) -> tuple[int, int]:
 
         raise CorpusError(f"{corpus.root}: {e}") from None
     (log.info if s.exact else log.warning)("sampling: %s", s.note)
+    mixed = mixed_rates(e.fps * e.frame_stride for e in corpus.entries)
+    if mixed:
+        log.warning("%s: %s", corpus.root, mixed)
     return s.window, s.stride
 
 
@@ -231,11 +234,28 @@ def _hours(corpus, train_v: list[int], held_v: list[int]) -> dict:
             "held_out": hours((e[i].length, e[i].fps) for i in held_v) if held_v is not train_v else 0.0}
 
 
-def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int) -> dict:
+def corpus_source_fps(corpus) -> float | None:
+    """The source frame rate ``data.frame_stride`` counts frames at: the median, weighted by stored frames, over
+    the corpus's videos of fps x extraction stride (a file without a stride note counts at its own fps), so a
+    rate some of its videos have (a plain median of 24 and 30 would be 27, a rate the encoder never saw).
+    Recorded in the checkpoint so that every later use of the encoder reads keypoints at its time scale,
+    whatever their rate."""
+    from msmae.poses.timing import source_fps_of
+
+    pairs = sorted((source_fps_of(e.fps, {"frame_stride": e.frame_stride}), int(e.length)) for e in corpus.entries)
+    seen, half = 0, sum(n for _, n in pairs) / 2
+    for rate, n in pairs:
+        seen += n
+        if seen >= half:
+            return round(float(rate), 4)
+    return None
+
+
+def _checkpoint_config(cfg: PretrainConfig, model_cfg, step: int, source_fps: float | None) -> dict:
     from msmae.config import config_to_dict
 
     return {"task": "pretrain", "model": model_cfg.to_dict(), "layout": model_cfg.layout.to_dict(),
-            "encoder_prefix": "encoder.", "step": step, "task_config": config_to_dict(cfg)}
+            "encoder_prefix": "encoder.", "step": step, "source_fps": source_fps, "task_config": config_to_dict(cfg)}
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -243,7 +263,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
              progress: bool = True) -> dict:
     """Run pre-training; returns the final metrics (also written to ``out/metrics.json`` by rank 0)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.config import save_yaml
     from msmae.corpus import PackedCorpus
@@ -358,7 +378,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
             states = [rng.rng_state()] if final else all_gather_objects(rng.rng_state(), info)
             if not info.is_main:
                 return
-            conf = _checkpoint_config(cfg, model_cfg, step_)
+            conf = _checkpoint_config(cfg, model_cfg, step_, corpus_source_fps(corpus))
             state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step_,
                      "rng": states, "scaler": scaler_state(scaler)}
             d = ck.save_checkpoint(out / "checkpoints" / f"step_{step_:07d}", state_dict=model.state_dict(),
@@ -369,7 +389,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: 
                 ck.write_final_model(out, state_dict=model.state_dict(), config=conf)
 
         model.train()
-        bar = tqdm(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
+        bar = progress_bar(total=t.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main))
         # read (all ranks, one sync) at log and checkpoint steps; never more steps than the run has
         losses = LossWindow(min(t.log_every, t.steps), info.device)
         recent = np.zeros(0)

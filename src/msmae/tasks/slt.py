@@ -1,18 +1,16 @@
 """Sign language translation (paper 4.3, appendices C and E): fine-tuning the pose encoder with
 mBART-50 (LoRA decoder), evaluation with beam search, prediction.
 
-A run directory holds ``config.yaml``, ``checkpoints/{last,best}/`` (``last`` with the training
-state for ``--resume``), ``model/`` (the best checkpoint: what evaluate/predict and
-``load_encoder(RUN)`` use), ``tb/`` (TensorBoard), ``log.csv`` (per epoch), ``metrics.json`` with
-``hypotheses.txt`` / ``references.txt`` beside it (the reported split: test, else dev), and
-``eval_<split>/`` with the same three files (plus ``translations.tsv``) for every scored split.
+A run directory holds ``config.yaml``, ``checkpoints/{last,best}/`` (``last`` with the training state for
+``--resume``), ``model/`` (the best checkpoint: what evaluate/predict and ``load_encoder(RUN)`` use), ``tb/``
+(TensorBoard), ``log.csv`` (per epoch), ``metrics.json`` with ``hypotheses.txt`` / ``references.txt`` beside it
+(the reported split: test, else dev), and ``eval_<split>/`` with the same three files (plus ``translations.tsv``).
 
-Checkpoints hold only what fine-tuning changes (pose encoder, projection, mBART encoder, LoRA);
-the frozen mBART weights come from the mBART-50 directory recorded in the checkpoint
-(``MSMAE_MBART=DIR`` points a run at another copy).
+Checkpoints hold only what fine-tuning changes (pose encoder, projection, mBART encoder, LoRA); the frozen mBART
+weights come from the mBART-50 directory recorded in the checkpoint (``MSMAE_MBART=DIR`` points elsewhere).
 
-The best epoch is the one with the highest BLEU-4 on ``data.val_split`` (dev), decoded with beam
-search; then the test split is scored with the same beam search.
+The best epoch is the one with the highest BLEU-4 on ``data.val_split`` (dev), decoded with beam search; then the
+test split is scored with the same beam search.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ import torch
 from msmae.data.sentences import (SentenceDataset, SplitData, clean_line, collate,  # noqa: F401 (re-exported)
                                   load_example, load_split, prepare_sequence, tokenize_targets)
 from msmae.tasks.common import ModelSection, build_encoder
+from msmae.train.timescale import checkpoint_source_fps, init_source_fps
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +151,9 @@ def check_config(cfg: SltConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: bool = True):
-    """Annotations + pose files -> ({split: SplitData}, excluded counts by reason)."""
+def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, model_fps: float | None = None, progress=True):
+    """Annotations + pose files -> ({split: SplitData}, excluded counts by reason); ``model_fps``: the
+    encoder's source rate (see :func:`msmae.poses.timing.model_step`)."""
     from msmae.data.slt import SLTDataError, load_slt_dataset
 
     d = cfg.data
@@ -165,8 +165,8 @@ def prepare_splits(cfg: SltConfig, layout, splits: Sequence[str], *, progress: b
         if not examples:
             continue
         sd, problems = load_split(examples, layout=layout, normalize=d.normalize, frame_stride=d.frame_stride,
-                                  max_frames=d.max_frames, workers=d.load_workers, progress=progress,
-                                  desc=f"read {split}")
+                                  max_frames=d.max_frames, model_fps=model_fps, workers=d.load_workers,
+                                  progress=progress, desc=f"read {split}")
         data.excluded.extend(problems)
         if problems:
             log.warning("%s: %d of %d pose files unusable (%s)", split, len(problems), len(examples),
@@ -195,20 +195,23 @@ def mbart_dir_of(meta: dict) -> str:
 def translator_from_run(run_dir: str | Path, device="cpu"):
     """(translator in eval mode, tokenizer, checkpoint config dict) of an SLT run or checkpoint."""
     from msmae.config import config_from_dict
-    from msmae.models import ModelConfig, MultiStreamEncoder
+    from msmae.models import MultiStreamEncoder
     from msmae.models.translator import load_mbart
-    from msmae.train.checkpoint import CheckpointError, load_state_dict, read_checkpoint_config
+    from msmae.train.checkpoint import CheckpointError, load_state_dict
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(run_dir)
+    folder = open_model_folder(run_dir)
+    meta = folder.meta
     if meta.get("task") != "slt":
         raise CheckpointError(f"{run_dir}: not an SLT run (task {meta.get('task')!r})")
+    folder.check_shapes(lambda: MultiStreamEncoder(config=folder.model), "encoder.")
     cfg = config_from_dict(SltConfig, meta["task_config"])
     mbart, tokenizer = load_mbart(mbart_dir_of(meta), lang=meta["language"])
     if mbart.config.vocab_size != meta.get("mbart_vocab_size", mbart.config.vocab_size):
         raise CheckpointError(f"{run_dir}: trained with an mBART of vocabulary {meta['mbart_vocab_size']}, "
                               f"{mbart_dir_of(meta)} has {mbart.config.vocab_size}")
-    model = build_translator(MultiStreamEncoder(config=ModelConfig.from_dict(meta["model"])), mbart, cfg.translator)
-    missing, unexpected = model.load_state_dict(load_state_dict(run_dir), strict=False)
+    model = build_translator(MultiStreamEncoder(config=folder.model), mbart, cfg.translator)
+    missing, unexpected = model.load_state_dict(load_state_dict(folder.path), strict=False)
     trained = set(model.trainable_state_dict())
     wrong = [k for k in missing if k in trained]
     if unexpected or wrong:
@@ -226,7 +229,7 @@ def translate(model, tokenizer, clips, *, lang: str, num_beams: int, max_new_tok
     With ``info`` of a multi-process run, the batches are dealt out to the ranks in turn, each rank decodes
     its own and every rank gets all translations back: the same batches as one process decodes, so the
     same translations, in a fraction of the time."""
-    from tqdm import tqdm
+    from msmae.progress import progress_bar
 
     from msmae.models.translator import decode
     from msmae.train.distributed import all_gather_objects, autocast
@@ -239,7 +242,7 @@ def translate(model, tokenizer, clips, *, lang: str, num_beams: int, max_new_tok
     mine = batches[rank::world]
     done: dict[int, str] = {}
     forced = tokenizer.lang_code_to_id[lang]
-    bar = tqdm(total=sum(map(len, mine)), desc=desc, unit="sent", disable=not progress or rank != 0)
+    bar = progress_bar(total=sum(map(len, mine)), desc=desc, unit="sent", disable=not progress or rank != 0)
     for chunk in mine:
         b = collate([{"coords": clips[i].coords.astype(np.float32), "labels": np.zeros(0, np.int64), "index": i}
                      for i in chunk])
@@ -329,7 +332,7 @@ def fit(model, tokenizer, train_ds: SentenceDataset, *, cfg: SltConfig, lang: st
 
 
 # ------------------------------------------------------------------------------------------- the run
-def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
+def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str, model_fps: float | None) -> dict:
     from msmae.config import config_to_dict
 
     mc = model.encoder.config
@@ -338,7 +341,8 @@ def checkpoint_config(cfg: SltConfig, model, tokenizer, lang: str) -> dict:
             "mbart_vocab_size": int(model.mbart.config.vocab_size), "mbart_d_model": int(model.mbart.config.d_model),
             "language": lang, "fusion": cfg.translator.fusion, "freeze_encoder": cfg.translator.freeze_encoder,
             "normalize": cfg.data.normalize, "frame_stride": cfg.data.frame_stride, "max_frames": cfg.data.max_frames,
-            "tokenizer_size": len(tokenizer), "task_config": config_to_dict(cfg)}
+            "encoder_source_fps": model_fps, "tokenizer_size": len(tokenizer),
+            "task_config": config_to_dict(cfg)}
 
 
 def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -359,7 +363,8 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
         encoder = build_encoder(cfg.init, cfg.model, seed=cfg.train.seed)
         layout = encoder.config.layout
         wanted = sorted({"train", val_split, "test"}, key=["train", "dev", "test"].index)
-        splits, excluded = prepare_splits(cfg, layout, wanted, progress=progress and info.is_main)
+        model_fps = init_source_fps(cfg.init)  # the encoder's time scale, recorded with the run
+        splits, excluded = prepare_splits(cfg, layout, wanted, model_fps=model_fps, progress=progress and info.is_main)
         if "train" not in splits:
             raise ValueError(f"{cfg.data.annotations}: no usable training sentences")
         mbart, tokenizer = load_mbart(cfg.translator.mbart, lang=lang, sample_texts=splits["train"].texts)
@@ -372,7 +377,7 @@ def finetune(cfg: SltConfig, out: str | Path, *, resume: bool = False, progress:
                         cut, len(targets), cfg.data.max_target_tokens)
         train_ds = SentenceDataset(splits["train"].clips, targets, train=True, drop_duplicate=cfg.augment.drop_duplicate,
                                    max_frames=cfg.data.max_frames, seed=cfg.train.seed)
-        conf = checkpoint_config(cfg, model, tokenizer, lang)
+        conf = checkpoint_config(cfg, model, tokenizer, lang, model_fps)
         summary = model.trainable_summary()
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -448,10 +453,9 @@ def setup_errors() -> tuple:
 def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | None = None,
                  annotations: str | None = None, poses: str | None = None, batch_size: int | None = None,
                  progress: bool = True, model=None) -> tuple[dict, Path]:
-    """Translate one split of a run's data with beam search and score it; writes ``metrics.json``,
-    ``hypotheses.txt``, ``references.txt`` and ``translations.tsv`` into ``out`` (default
-    ``RUN/eval_<split>``) -> (metrics, that folder). ``model``: the run's (translator, tokenizer, meta)
-    when already loaded."""
+    """Translate one split of a run's data with beam search and score it; writes ``metrics.json``, ``hypotheses.txt``,
+    ``references.txt`` and ``translations.tsv`` into ``out`` (default ``RUN/eval_<split>``) -> (metrics, that
+    folder). ``model``: the run's (translator, tokenizer, meta) when already loaded."""
     from msmae.config import config_from_dict
     from msmae.tasks.common import override_data
 
@@ -462,7 +466,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | 
     model, tokenizer, meta = model or translator_from_run(run_dir)
     cfg = config_from_dict(SltConfig, meta["task_config"])
     override_data(cfg, annotations=annotations, poses=poses)
-    splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name], progress=progress)
+    splits, excluded = prepare_splits(cfg, model.encoder.config.layout, [name],
+                                      model_fps=checkpoint_source_fps(meta), progress=progress)
     if name not in splits:
         raise ValueError(f"{run_dir}: the {cfg.data.dataset} data ({cfg.data.annotations}) has no usable "
                          f"{name} sentences")
@@ -481,7 +486,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, out: str | Path | 
 def prepare_input(model, meta: dict, seq):
     """A PoseSequence -> the prepared clip a run translates (its frame stride, length cap, normalisation)."""
     return prepare_sequence(seq, layout=model.encoder.config.layout, normalize=meta["normalize"],
-                            frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]))
+                            frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]),
+                            model_fps=checkpoint_source_fps(meta))
 
 
 def translate_sequence(model, tokenizer, meta: dict, seq, *, num_beams: int | None = None) -> str:

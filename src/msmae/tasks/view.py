@@ -15,6 +15,11 @@ from typing import Sequence
 log = logging.getLogger(__name__)
 
 
+# Pose files that store their own frame rate: a .pose or .npz keeps it whatever video is shown with it (a stride-2
+# extraction holds half the video's frames per second; its frames are timed by its own rate, msmae.poses.timing).
+STORES_TIME = (".pose", ".npz")
+
+
 class ViewError(ValueError):
     """Input, run or option that cannot be used; the message is one line naming the problem."""
 
@@ -29,10 +34,12 @@ def read_clip(path: str | os.PathLike, *, video: str | os.PathLike | None = None
     """(PoseSequence as read, the video to show or None, notes).
 
     ``path`` is a video or frame folder (keypoints extracted with MediaPipe Holistic, the ``extract`` extra) or
-    a pose file; ``video`` the video a pose file was extracted from (its fps and frame size are used unless
-    given). A pose file without ``video`` shows the video that gave its frame size, if one lies beside it.
+    a pose file; ``video`` the video a pose file was extracted from (its fps and frame size are used for a file
+    that does not store them, .npy and .parquet; a .pose or .npz keeps its own fps, the truth about its time).
+    A pose file without ``video`` shows a video with the same name beside it, if there is one.
     """
     from msmae.extract.frames import is_video
+    from msmae.poses.beside import find_video_beside
     from msmae.poses.readers import read_sequence
     from msmae.poses.sequence import PoseDataError
 
@@ -57,33 +64,45 @@ def read_clip(path: str | os.PathLike, *, video: str | os.PathLike | None = None
         return seq, (path if path.is_file() else None), notes
     info = None
     if video is not None:
-        from msmae.extract.frames import probe_video
-
         video = Path(video)
-        if not video.is_file():
-            raise ViewError(f"--video {video}: no such file")
-        try:
-            info = probe_video(video)
-        except Exception as e:
-            raise ViewError(f"--video {video}: {_first_line(e)}") from None
-        fps = fps or info.fps
-        width, height = width or info.width, height or info.height
+        info = _probe(video)
+        if path.suffix.lower() not in STORES_TIME:  # .npy, .parquet: the video's rate and size unless given
+            fps, width, height = fps or info.fps, width or info.width, height or info.height
     try:
         seq = read_sequence(path, fps=fps, width=width, height=height)
     except PoseDataError as e:
         raise ViewError(str(e)) from None
-    if video is None and seq.meta.get("frame_info_from"):
-        video = Path(seq.meta["frame_info_from"])
-        notes.append(f"video {video.name}: found beside the pose file")
-    if info is not None and info.num_frames and abs(info.num_frames - seq.num_frames) > 2:
-        notes.append(f"the video has {info.num_frames} frames, the keypoints {seq.num_frames}: is it the same clip?")
+    if seq.meta.get("fps_assumed"):
+        notes.append(f"{path.name} stores no frame rate and none was given: {seq.fps:g} fps assumed, every time in "
+                     f"seconds depends on it (pass --fps or --video)")
+    if video is None:
+        found = seq.meta.get("frame_info_from") or find_video_beside(path)
+        if found is not None:
+            video = Path(found)
+            notes.append(f"video {video.name}: found beside the pose file")
+    elif info.num_frames:
+        video_s, pose_s = info.num_frames / info.fps, seq.duration_s
+        if abs(video_s - pose_s) > 2.5 / min(info.fps, seq.fps):
+            notes.append(f"the video lasts {video_s:.2f} s, the keypoints {pose_s:.2f} s: is it the same clip?")
     return seq, video, notes
+
+
+def _probe(video: Path):
+    from msmae.extract.frames import probe_video
+
+    if not video.is_file():
+        raise ViewError(f"--video {video}: no such file")
+    try:
+        return probe_video(video)
+    except Exception as e:
+        raise ViewError(f"--video {video}: {_first_line(e)}") from None
 
 
 def _attention(run: Path, meta: dict, seq, *, layer: int, count: int | None, device: str, progress: bool):
     from msmae.analysis.report import analyze, run_defaults
     from msmae.poses.normalize import normalize
     from msmae.train.checkpoint import CheckpointError, load_encoder
+    from msmae.train.timescale import checkpoint_source_fps
 
     try:
         encoder = load_encoder(run, device=device)
@@ -93,7 +112,7 @@ def _attention(run: Path, meta: dict, seq, *, layer: int, count: int | None, dev
     try:
         x = normalize(seq).select(encoder.layout)
         return analyze(encoder, x, layer=layer, frame_stride=stride, chunk_frames=chunk, count=count,
-                       progress=progress)
+                       progress=progress, model_fps=checkpoint_source_fps(meta))
     except ValueError as e:
         raise ViewError(f"{run}: {_first_line(e)}") from None
 
@@ -120,7 +139,7 @@ def islr_predictions(run: Path, seq, segments: Sequence[dict] = (), top: int = 5
 
 def _slt(run: Path, seq, *, device: str, beams: int | None) -> dict:
     from msmae.poses.sequence import PoseDataError
-    from msmae.tasks.slt import prepare_sequence, translate, translator_from_run
+    from msmae.tasks.slt import prepare_input, translate, translator_from_run
 
     try:
         model, tokenizer, meta = translator_from_run(run, device=device)
@@ -130,8 +149,7 @@ def _slt(run: Path, seq, *, device: str, beams: int | None) -> dict:
     except (OSError, KeyError, ValueError) as e:  # CheckpointError is a ValueError or OSError subclass
         raise ViewError(f"{run}: {_first_line(e)}") from None
     try:
-        clip = prepare_sequence(seq, layout=model.encoder.config.layout, normalize=meta["normalize"],
-                                frame_stride=int(meta["frame_stride"]), max_frames=int(meta["max_frames"]))
+        clip = prepare_input(model, meta, seq)
         text = translate(model, tokenizer, [clip], lang=meta["language"], num_beams=beams or int(t["num_beams"]),
                          max_new_tokens=int(t["max_new_tokens"]), length_penalty=float(t["length_penalty"]),
                          device=device)[0]

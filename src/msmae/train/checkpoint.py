@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from msmae.train.model_card import hours, write_model_card  # noqa: F401 (tasks use ck.hours)
-from msmae.utils import atomic_write_json, atomic_write_text, current_umask, make_dir_like_mkdir
+from msmae.utils import atomic_write_json, atomic_write_text, current_umask, json_text, make_dir_like_mkdir
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _write_temp_checkpoint(parent: Path, name: str, state_dict: dict[str, torch.
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "msmae", "version": str(FORMAT_VERSION)})
         meta = {"format": FORMAT_VERSION, "kind": "msmae-checkpoint", **config}
-        (tmp / CONFIG).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / CONFIG).write_text(json_text(meta, indent=2, default=str) + "\n", encoding="utf-8")
         if train_state is not None:
             torch.save(_loadable(train_state), tmp / TRAIN_STATE)
         for f in tmp.iterdir():  # safetensors writes owner-only files
@@ -233,21 +233,31 @@ def read_checkpoint_config(path: str | Path) -> dict:
         meta = json.loads((ckpt / CONFIG).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{ckpt / CONFIG}: not valid JSON ({e})") from None
-    if meta.get("kind") != "msmae-checkpoint":
+    if not isinstance(meta, dict) or meta.get("kind") != "msmae-checkpoint":
         raise CheckpointError(f"{ckpt / CONFIG}: not an msmae checkpoint config")
-    if int(meta.get("format", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{ckpt}: written by a newer msmae (format {meta['format']}); please upgrade")
+    fmt = meta.get("format")
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise CheckpointError(f"{ckpt / CONFIG}: unknown checkpoint format {fmt!r} (this msmae writes {FORMAT_VERSION})")
+    if fmt > FORMAT_VERSION:
+        raise CheckpointError(f"{ckpt}: written by a newer msmae (format {fmt}); please upgrade")
     return meta
 
 
 def load_state_dict(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    from msmae.train.model_folder import non_finite
+
     ckpt = resolve_checkpoint(path)
     try:
-        return load_file(str(ckpt / WEIGHTS), device=str(device))
+        weights = load_file(str(ckpt / WEIGHTS), device=str(device))
     except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
         raise CheckpointError(f"{ckpt / WEIGHTS}: cannot read weights ({e})") from None
+    bad = non_finite(weights)
+    if bad:
+        raise CheckpointError(f"{ckpt / WEIGHTS}: the weights are not finite ({len(bad)} of {len(weights)} tensors "
+                              f"hold NaN or infinity, {bad[0]} first): the run that wrote them diverged")
+    return weights
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
@@ -381,21 +391,16 @@ def load_encoder(path: str | Path, *, device: str | torch.device = "cpu"):
     """A ready :class:`msmae.models.MultiStreamEncoder` (eval mode) from any msmae checkpoint or run
     directory: pre-training, ISLR or SLT (the encoder they hold). ``encoder.config`` is its
     :class:`~msmae.models.ModelConfig`; ``msmae.layout.get_layout(encoder.config.streams)`` its layout."""
-    from msmae.models import ModelConfig, MultiStreamEncoder
+    from msmae.models import MultiStreamEncoder
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(path)
-    if "model" not in meta:
-        raise CheckpointError(f"{resolve_checkpoint(path)}: config.json has no model config")
-    cfg = ModelConfig.from_dict(meta["model"])
-    enc = MultiStreamEncoder(config=cfg)
-    sd = encoder_state(load_state_dict(path), meta.get("encoder_prefix", ENCODER_PREFIX))
-    if not sd:
-        raise CheckpointError(f"{resolve_checkpoint(path)}: holds no encoder weights")
-    missing, unexpected = enc.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{resolve_checkpoint(path)}: encoder weights do not match its config "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    folder = open_model_folder(path)
+    prefix = folder.meta.get("encoder_prefix", ENCODER_PREFIX)
+    if not isinstance(prefix, str) or not any(k.startswith(prefix) for k in folder.shapes):
+        raise CheckpointError(f"{folder.path / WEIGHTS}: holds no encoder weights")
+    folder.check_shapes(lambda: MultiStreamEncoder(config=folder.model), prefix)
+    enc = MultiStreamEncoder(config=folder.model)
+    enc.load_state_dict(encoder_state(load_state_dict(folder.path), prefix))  # checked: exactly these tensors
     return enc.to(device).eval()
 
 

@@ -135,8 +135,8 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
     ``log.csv`` in ``out``. Without: everything stays in memory (``FitResult.best_state``).
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
 
+    from msmae.progress import progress_bar
     from msmae.train import checkpoint as ck
     from msmae.train import rng
     from msmae.train.amp import grad_scaler, load_scaler_state, optimizer_step, scaler_state
@@ -285,7 +285,7 @@ def fit_epochs(model, train_ds, *, settings: EpochSettings, step: Callable, vali
         save(epoch + 1, improved, force=last_epoch)
 
     step_no = start_epoch * steps_per_epoch + start_batch
-    bar = tqdm(total=total, initial=step_no, desc=desc, unit="step", disable=not (progress and info.is_main))
+    bar = progress_bar(total=total, initial=step_no, desc=desc, unit="step", disable=not (progress and info.is_main))
     stop = StopRequest(info) if out is not None else None  # in memory there is no checkpoint to stop with
     try:
         if start_epoch == 0 and not history and t.eval_before and validate is not None:  # once, also when resumed

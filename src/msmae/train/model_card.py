@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from msmae.utils import atomic_write_text
+from msmae.utils import atomic_write_text, plural
 
 CARD = "README.md"
 
@@ -88,8 +90,37 @@ def _duration(h: float) -> str:
     return f"{h * 3600:.0f} s" if h < 1 / 60 else f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h"
 
 
-def _n(k: Any, word: str) -> str:
-    return f"{k} {word}" if k == 1 else f"{k} {word}s"
+def _one_line(v: Any) -> str:
+    """``v`` as text on one line: line breaks and other control characters written as escapes (a line break
+    inside a value could otherwise start a heading or a list in the card)."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(v))
+
+
+def _text(v: Any) -> str:
+    """``v`` as literal Markdown text inside a line: the characters that start HTML, links, code, emphasis or
+    table cells backslash-escaped (``_`` unless inside a word), so none of those can come out of a name."""
+    return re.sub(r"([\\`*\[\]<>&|~#!{}]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))", r"\\\1", _one_line(v))
+
+
+def _code(v: Any) -> str:
+    """``v`` as an inline code span (literal: no HTML, links or emphasis inside), fenced by more backticks
+    than any run of them in ``v``."""
+    text = _one_line(v)
+    ticks = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip(" ") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fence(lang: str, text: str) -> list[str]:
+    """A fenced code block of ``text``, fenced by more backticks than any run of them in ``text``."""
+    ticks = "`" * max(3, max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    return [ticks + lang, text, ticks]
+
+
+def _shell(*commands: list[str]) -> list[str]:
+    """Command lines to paste, as a fenced ``sh`` block: each word quoted for a POSIX shell, so ``$(...)`` or a
+    line break in a path stays part of the path."""
+    return _fence("sh", "\n".join(shlex.join(words) for words in commands))
 
 
 def _model_section(meta: dict, counts: dict) -> list[str]:
@@ -105,25 +136,25 @@ def _model_section(meta: dict, counts: dict) -> list[str]:
         "",
         f"- **Task:** {_TASKS.get(meta.get('task'), meta.get('task'))}"
         + (f", {_MODES.get(meta['mode'], meta['mode'])}" if meta.get("mode") else ""),
-        f"- **Streams:** {', '.join(f'{s} ({len(points.get(s, []))} keypoints)' for s in streams)}; "
-        f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout `{m.get('streams', ','.join(streams))}`)",
-        f"- **Encoder:** {_n(m.get('depth'), 'layer')} x {_n(m.get('heads'), 'head')}, width {m.get('dim')}, "
-        f"cubelets of {m.get('cubelet')} frames per token" + (f" (named size `{size}`)" if size else ""),
+        f"- **Streams:** {', '.join(f'{_text(s)} ({len(points.get(s, []))} keypoints)' for s in streams)}; "
+        f"x, y per keypoint (MediaPipe Holistic, canonical msmae layout {_code(m.get('streams', ','.join(streams)))})",
+        f"- **Encoder:** {plural(m.get('depth'), 'layer')} x {plural(m.get('heads'), 'head')}, width {m.get('dim')}, "
+        f"cubelets of {m.get('cubelet')} frames per token" + (f" (named size {_code(size)})" if size else ""),
     ]
     if meta.get("task") == "pretrain":
-        lines.append(f"- **Decoder** (pre-training only): {_n(m.get('decoder_depth'), 'layer')} x "
-                     f"{_n(m.get('decoder_heads'), 'head')}, width {m.get('decoder_dim')}")
+        lines.append(f"- **Decoder** (pre-training only): {plural(m.get('decoder_depth'), 'layer')} x "
+                     f"{plural(m.get('decoder_heads'), 'head')}, width {m.get('decoder_dim')}")
     if meta.get("task") == "islr":
-        lines.append(f"- **Classes:** {len(meta.get('classes', []))}; pooling `{meta.get('pooling')}`, "
+        lines.append(f"- **Classes:** {len(meta.get('classes', []))}; pooling {_code(meta.get('pooling'))}, "
                      f"{meta.get('num_frames')} frames per clip")
     if meta.get("task") == "slt":
-        lines.append(f"- **Translator:** mBART-50 (`{meta.get('mbart')}`, needed to load this model: the folder holds "
-                     f"only the trained parts), target language `{meta.get('language')}`, fusion "
-                     f"`{meta.get('fusion')}`, encoder {'frozen' if meta.get('freeze_encoder') else 'trained'}")
+        lines.append(f"- **Translator:** mBART-50 ({_code(meta.get('mbart'))}, needed to load this model: the folder "
+                     f"holds only the trained parts), target language {_code(meta.get('language'))}, fusion "
+                     f"{_code(meta.get('fusion'))}, encoder {'frozen' if meta.get('freeze_encoder') else 'trained'}")
     if counts:
         parts = ", ".join(f"{k} {_millions(v)}" for k, v in counts.items() if k != "total")
         lines.append(f"- **Weights:** {_millions(counts['total'])} values in `model.safetensors` ({parts})")
-    lines.append(f"- **Keypoints per stream** (MediaPipe landmark indices): `{json.dumps(points)}`")
+    lines.append(f"- **Keypoints per stream** (MediaPipe landmark indices): {_code(json.dumps(points))}")
     return lines + [""]
 
 
@@ -136,29 +167,30 @@ def _data_section(meta: dict, metrics: dict | None) -> list[str]:
     if task == "pretrain":
         videos = mt.get("videos", {})
         hrs = mt.get("hours", {})
-        lines.append(f"- **Corpus:** `{mt.get('corpus', 'see metrics.json of the run')}`")
+        lines.append(f"- **Corpus:** {_code(mt.get('corpus', 'see metrics.json of the run'))}")
         if videos:
             lines.append(f"- **Videos:** {videos.get('train')} for training, {videos.get('held_out')} held out "
                          f"for the reconstruction check")
         if hrs:
             lines.append(f"- **Duration:** {_duration(hrs.get('train', 0))} of video for training, "
                          f"{_duration(hrs.get('held_out', 0))} held out")
-        lines.append(f"- **Windows:** {data.get('window')} frames, one frame in {data.get('frame_stride')} kept; "
-                     f"mask ratio {tc.get('mask', {}).get('ratio')} (`{tc.get('mask', {}).get('mode')}`)")
+        lines.append(f"- **Windows:** {_text(data.get('window'))} frames, one frame in "
+                     f"{_text(data.get('frame_stride'))} kept; mask ratio {_text(tc.get('mask', {}).get('ratio'))} "
+                     f"({_code(tc.get('mask', {}).get('mode'))})")
         if tc.get("init"):
-            lines.append(f"- **Continued from:** `{tc['init']}`")
+            lines.append(f"- **Continued from:** {_code(tc['init'])}")
     else:
-        lang = f", language `{meta.get('language')}`" if meta.get("language") else ""
-        lines.append(f"- **Dataset:** {data.get('dataset')}{lang} (annotations `{data.get('annotations')}`"
-                     + (f", poses `{data.get('poses')}`" if data.get("poses") else "") + ")")
+        lang = f", language {_code(meta.get('language'))}" if meta.get("language") else ""
+        lines.append(f"- **Dataset:** {_text(data.get('dataset'))}{lang} (annotations {_code(data.get('annotations'))}"
+                     + (f", poses {_code(data.get('poses'))}" if data.get("poses") else "") + ")")
         ex = mt.get("examples", {})
         hrs = mt.get("hours", {})
         if ex:
             lines.append("- **Examples:** " + ", ".join(
-                f"{s} {n}" + (f" ({_duration(hrs[s])})" if s in hrs else "") for s, n in ex.items()))
+                f"{_text(s)} {_text(n)}" + (f" ({_duration(hrs[s])})" if s in hrs else "") for s, n in ex.items()))
         if mt.get("excluded"):
-            lines.append(f"- **Excluded** (unreadable or empty): {json.dumps(mt['excluded'])}")
-        lines.append(f"- **Initialised from:** `{tc.get('init')}`")
+            lines.append(f"- **Excluded** (unreadable or empty): {_code(json.dumps(mt['excluded']))}")
+        lines.append(f"- **Initialised from:** {_code(tc.get('init'))}")
     if not metrics:
         lines.append("- The numbers of examples and hours are written here when the run has finished "
                      "(they are in the run's `metrics.json`).")
@@ -171,30 +203,33 @@ def _metrics_section(meta: dict, metrics: dict | None) -> list[str]:
         return lines + ["Not yet known: this card is rewritten with them when the run has scored itself.", ""]
     keys = [k for k in _HEADLINE.get(meta.get("task"), ()) if k in metrics]
     keys += [k for k, v in metrics.items() if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    lines += ["| metric | value |", "| --- | --- |"] + [f"| {k} | {_fmt(metrics[k])} |" for k in keys]
+    lines += ["| metric | value |", "| --- | --- |"] + [f"| {_text(k)} | {_text(_fmt(metrics[k]))} |" for k in keys]
     sel = metrics.get("selected_on")
     if isinstance(sel, dict) and sel.get("split"):
-        lines += ["", f"Weights of the epoch with the best validation {sel.get('metric')} (epoch {sel.get('epoch')})."]
+        lines += ["", f"Weights of the epoch with the best validation {_text(sel.get('metric'))} "
+                      f"(epoch {_text(sel.get('epoch'))})."]
     return lines + [""]
 
 
 def _usage_section(meta: dict, model_dir: str) -> list[str]:
     task = meta.get("task")
-    lines = ["## Use", "", "```python", "import msmae", f"encoder = msmae.load_encoder({model_dir!r})  "
-             "# MultiStreamEncoder, eval mode: encoder(coords (B,T,K,2), frame_valid (B,T)).tokens", "```", ""]
+    lines = ["## Use", "", *_fence("python", f"import msmae\nencoder = msmae.load_encoder({model_dir!r})  "
+             "# MultiStreamEncoder, eval mode: encoder(coords (B,T,K,2), frame_valid (B,T)).tokens"), ""]
+    predict = ["msmae", "predict", "VIDEO_OR_POSE_FILE", "--model", model_dir]
     if task == "islr":
-        lines += ["The whole classifier (encoder + head; `meta['classes']` names its outputs):", "", "```python",
-                  "from msmae.tasks.islr import model_from_run",
-                  f"classifier, meta = model_from_run({model_dir!r})", "```", "",
-                  f"From the command line: `msmae predict VIDEO_OR_POSE_FILE --model {model_dir}`.", ""]
+        lines += ["The whole classifier (encoder + head; `meta['classes']` names its outputs):", "",
+                  *_fence("python", f"from msmae.tasks.islr import model_from_run\n"
+                                    f"classifier, meta = model_from_run({model_dir!r})"), "",
+                  "From the command line:", "", *_shell(predict), ""]
     elif task == "slt":
-        lines += ["The translator (needs the mBART-50 folder named above):", "", "```python",
-                  "from msmae.tasks.slt import model_from_run",
-                  f"translator, tokenizer, meta = model_from_run({model_dir!r})", "```", "",
-                  f"From the command line: `msmae predict VIDEO_OR_POSE_FILE --model {model_dir}`.", ""]
+        lines += ["The translator (needs the mBART-50 folder named above):", "",
+                  *_fence("python", f"from msmae.tasks.slt import model_from_run\n"
+                                    f"translator, tokenizer, meta = model_from_run({model_dir!r})"), "",
+                  "From the command line:", "", *_shell(predict), ""]
     else:
-        lines += [f"Fine-tune it: `msmae finetune islr --config wlasl --init {model_dir} ...`; attention maps and "
-                  f"segments: `msmae attention INPUT --model {model_dir} --out DIR`.", ""]
+        lines += ["Fine-tune it (with your data options), or draw its attention maps and segments:", "",
+                  *_shell(["msmae", "finetune", "islr", "--config", "wlasl", "--init", model_dir],
+                          ["msmae", "attention", "INPUT", "--model", model_dir, "--out", "DIR"]), ""]
     return lines
 
 
@@ -204,11 +239,11 @@ def render_card(meta: dict, metrics: dict | None, counts: dict, *, model_dir: st
     what = (metrics or {}).get("corpus") if task == "pretrain" else tc.get("data", {}).get("dataset")
     title = {"pretrain": "pre-trained encoder", "islr": "sign recognition model", "slt": "translation model"}
     front = {"library_name": "msmae", "tags": ["msmae", "sign-language", "pose", "keypoints", task]}
-    if task != "pretrain" and tc.get("data", {}).get("dataset"):
+    if task != "pretrain" and re.fullmatch(r"[\w.-]+", str(tc.get("data", {}).get("dataset") or "")):
         front["tags"].append(tc["data"]["dataset"])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
-             f"# MS-MAE {title.get(task, task)}" + (f": {Path(str(what)).name}" if what else ""), "",
+             f"# MS-MAE {_text(title.get(task, task))}" + (f": {_text(Path(str(what)).name)}" if what else ""), "",
              f"Written by msmae {version} on {stamp}. This folder holds `model.safetensors` (weights) and "
              "`config.json` (model config, keypoint layout, task and its resolved config); it is loadable as it "
              "is, independent of the run that made it.", ""]
@@ -217,8 +252,8 @@ def render_card(meta: dict, metrics: dict | None, counts: dict, *, model_dir: st
     lines += _metrics_section(meta, metrics)
     lines += _usage_section(meta, model_dir)
     lines += ["## Resolved config", "", "The run's full configuration (msmae's defaults + its `--config` + `--set`); "
-              "pass it back with `--config` to train again.", "", "```yaml",
-              yaml.safe_dump(tc, sort_keys=False, allow_unicode=True).strip(), "```", ""]
+              "pass it back with `--config` to train again.", "",
+              *_fence("yaml", yaml.safe_dump(tc, sort_keys=False, allow_unicode=True).strip()), ""]
     lines += ["## Citation", "",
               "The method is MS-MAE: Junwen Mo, Duc Minh Vo, Hideki Nakayama. *Improving Sign Language "
               "Understanding with a Multi-Stream Masked Autoencoder Trained on ASL Videos*. The software that "

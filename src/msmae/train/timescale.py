@@ -38,6 +38,28 @@ def checkpoint_frame_stride(meta: dict) -> int | None:
     return None
 
 
+def checkpoint_source_fps(meta: dict) -> float | None:
+    """The frame rate (source frames per second) the encoder's frame stride counts: a pre-training run records
+    its corpus's (``source_fps``), a fine-tuned run that of the encoder it started from
+    (``encoder_source_fps``). ``model_fps / frame_stride`` model frames per second is the encoder's time scale
+    (see :func:`msmae.poses.timing.model_step`). None where not recorded."""
+    fps = meta.get("encoder_source_fps", meta.get("source_fps"))
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise ValueError(f"source_fps must be a positive frame rate, got {fps!r}")
+    return float(fps)
+
+
+def init_source_fps(init: str | None) -> float | None:
+    """:func:`checkpoint_source_fps` of the checkpoint or run a task starts from (None for ``none``)."""
+    if not init or str(init).lower() == "none":
+        return None
+    from msmae.train.checkpoint import read_checkpoint_config
+
+    return checkpoint_source_fps(read_checkpoint_config(init))
+
+
 def init_frame_stride(init: str | None) -> int | None:
     """:func:`checkpoint_frame_stride` of the checkpoint or run a task starts from (None for ``none``)."""
     if not init or str(init).lower() == "none":
@@ -82,14 +104,34 @@ COMMON_FPS = (24.0, 25.0, 30.0, 50.0, 60.0)  # frame rates seconds per token are
 def checkpoint_time_scale(path, *, fps: float | None = None) -> dict:
     """The time scale of a run or checkpoint directory (``msmae inspect RUN``): ``task``, ``streams``,
     ``cubelet``, ``frame_stride`` (the encoder's pre-training stride; 1 with ``frame_stride_recorded``
-    False where the checkpoint does not say), ``token_frames``, ``token_s`` at ``fps`` (None without)
-    and ``token_s_by_fps`` at the common video frame rates."""
-    from msmae.train.checkpoint import read_checkpoint_config, resolve_checkpoint
+    False where the checkpoint does not say), ``token_frames``, ``token_s`` for keypoints stored at ``fps``
+    (None without), ``token_s_by_fps`` at the common frame rates and ``source_fps``, the rate the encoder's
+    frames were counted at (None where not recorded). Where it is recorded, seconds per token are those of
+    keypoints read at the encoder's time scale (:func:`msmae.poses.timing.model_step`), as attention reads them."""
+    from msmae.poses.timing import model_step
+    from msmae.train.checkpoint import CONFIG, CheckpointError
+    from msmae.train.model_folder import open_model_folder
 
-    meta = read_checkpoint_config(path)
-    model = meta.get("model") or {}
-    stride = checkpoint_frame_stride(meta)
-    scale = time_scale(cubelet=int(model.get("cubelet", 4)), frame_stride=stride or 1, fps=fps)
-    return {"path": str(path), "kind": "run", "checkpoint": str(resolve_checkpoint(path)), "task": meta.get("task"),
-            "streams": model.get("streams"), **scale, "frame_stride_recorded": stride is not None,
-            "token_s_by_fps": {f"{f:g}": round(scale["token_frames"] / f, 6) for f in COMMON_FPS}}
+    folder = open_model_folder(path)  # a malformed config or weight header: one line naming the file
+    meta, model = folder.meta, folder.model
+    try:
+        stride = checkpoint_frame_stride(meta)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder.path / CONFIG}: the recorded frame stride is not an integer ({e})") from None
+    try:
+        source_fps = checkpoint_source_fps(meta)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder.path / CONFIG}: the recorded source frame rate is not valid ({e})") from None
+    cubelet = model.cubelet
+    scale = time_scale(cubelet=cubelet, frame_stride=stride or 1, fps=fps)
+
+    def token_s(rate: float) -> float:  # keypoints stored at `rate`, read as attention and view read them
+        step = model_step(rate, {}, stride or 1, source_fps).step if source_fps else stride or 1
+        return round(cubelet * step / rate, 6)
+
+    if fps:
+        scale["token_s"] = token_s(fps)
+    return {"path": str(path), "kind": "run", "checkpoint": str(folder.path), "task": meta.get("task"),
+            "streams": model.streams, **scale, "frame_stride_recorded": stride is not None,
+            "source_fps": source_fps,  # the rate its stride counts frames at (None: not recorded)
+            "token_s_by_fps": {f"{f:g}": token_s(f) for f in COMMON_FPS}}
