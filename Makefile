@@ -7,7 +7,7 @@ STAMP := $(VENV)/.msmae-installed
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench docs clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[extract,slt,dev]'
+	$(BIN)/pip install -e '.[extract,slt,dev,docs]'
 	touch $(STAMP)
 
 test: setup
@@ -26,8 +26,12 @@ test: setup
 demo: setup
 	$(BIN)/msmae demo
 
+# The documentation site; warnings are errors (-W), all of them reported (--keep-going).
+docs: setup
+	$(BIN)/sphinx-build -b html -W --keep-going -q docs docs/_build/html
+
 bench: setup
 	@for b in benchmarks/*.py; do echo "# $$b" >&2; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache docs/_build

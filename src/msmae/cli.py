@@ -15,6 +15,7 @@ import os
 import sys
 
 from msmae import __version__
+from msmae.commands._help import finish as finish_help
 
 # Order = order in ``msmae --help``.
 COMMANDS: dict[str, str] = {
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    finish_help(parser)
     return parser
 
 

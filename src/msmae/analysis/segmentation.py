@@ -3,8 +3,8 @@ baselines (evenly spaced boundaries; minima of the wrists' speed).
 
 Boundary finder (Foote's checkerboard novelty, made scale-free):
 
-1. *Detrend*: attention falls with the distance |i - j| between tokens whatever the content, so each
-   diagonal is divided by its mean. A matrix that only depends on |i - j| (no blocks at all) becomes
+1. *Detrend*: attention falls with the distance ``|i - j|`` between tokens whatever the content, so each
+   diagonal is divided by its mean. A matrix that only depends on ``|i - j|`` (no blocks at all) becomes
    all ones.
 2. *Contrast* at each border b (between tokens b - 1 and b): with a checkerboard kernel of half-width L
    tokens and a Gaussian taper, W = weighted mean of the two within-side quadrants
@@ -18,7 +18,7 @@ Boundary finder (Foote's checkerboard novelty, made scale-free):
 The threshold is relative because the contrast's scale depends on the model and the layer (in a tiny
 model pre-trained on synthetic sentences, the 90th percentile of the contrast is 0.25 in the first layer
 and 0.02 in the last; the same relative threshold finds about the right number of boundaries in both).
-A matrix without any structure (constant, or depending only on |i - j|) has a contrast of exactly 0 and
+A matrix without any structure (constant, or depending only on ``|i - j|``) has a contrast of exactly 0 and
 gets no boundary; a noisy matrix without blocks still gets some, as any peak picker would give.
 
 L and the minimum length come from durations in seconds and the model's token duration
@@ -212,7 +212,7 @@ def segments_from_boundaries(boundaries: Sequence[int], *, num_tokens: int, toke
 
 # ------------------------------------------------------------------------------ metric
 def match_boundaries(pred: Sequence[float], true: Sequence[float], tolerance: float) -> list[tuple[int, int]]:
-    """Largest one-to-one matching of predicted to true boundaries with |p - t| <= tolerance.
+    """Largest one-to-one matching of predicted to true boundaries with ``|p - t| <= tolerance``.
 
     On a line a greedy sweep over both sorted lists is optimal: each true boundary takes the earliest
     unused prediction that is still within reach. Returns (pred index, true index) pairs into the
@@ -246,7 +246,7 @@ def boundary_scores(pred: Sequence[float], true: Sequence[float], tolerance: flo
     """Precision, recall and F1 of boundaries (frames) within ``tolerance`` frames, one-to-one.
 
     An empty prediction has precision 1 (no false boundary); an empty truth has recall 1; F1 is 0 when
-    either is 0. Also returns the counts (tp, n_pred, n_true) for micro-averaging and the mean |offset|.
+    either is 0. Also returns the counts (tp, n_pred, n_true) for micro-averaging and the mean ``|offset|``.
     """
     pairs = match_boundaries(pred, true, tolerance)
     p, t = sorted(pred), sorted(true)

@@ -19,15 +19,17 @@ or a list file (.txt/.lst/.list, one path per line, relative to the list's folde
 mirror the input tree: OUT/<path relative to the input folder>.pose.
 
 --clips FILE extracts ranges of the videos found in the INPUT folders (default: FILE's folder):
-  How2Sign re-aligned CSV (tab- or comma-separated): VIDEO_NAME, SENTENCE_NAME (= output name),
-      START_REALIGNED, END_REALIGNED in seconds;
-  WLASL_v0.3.json: video <video_id>.mp4 (else the raw YouTube download named by the url's id),
-      frame_start/frame_end 1-based inclusive, frame_end -1 = to the end; output <video_id>.pose.
-      If the folder holds start_kit's already-cut videos/, extract it without --clips;
-  plain CSV path,start,end,name (header optional): start and end in SECONDS, empty = from the
-      beginning / to the end; name optional (default <file stem>_<start>-<end>).
-  A clip holds the frames i with start <= i/fps < end. Rows whose video is missing are listed
-  under "missing" in the summary and do not fail the run.
+
+- How2Sign re-aligned CSV (tab- or comma-separated): VIDEO_NAME, SENTENCE_NAME (= output name),
+  START_REALIGNED, END_REALIGNED in seconds;
+- WLASL_v0.3.json: video <video_id>.mp4 (else the raw YouTube download named by the url's id),
+  frame_start/frame_end 1-based inclusive, frame_end -1 = to the end; output <video_id>.pose.
+  If the folder holds start_kit's already-cut videos/, extract it without --clips;
+- plain CSV path,start,end,name (header optional): start and end in SECONDS, empty = from the
+  beginning / to the end; name optional (default <file stem>_<start>-<end>).
+
+A clip holds the frames i with start <= i/fps < end. Rows whose video is missing are listed
+under "missing" in the summary and do not fail the run.
 
 Clip names are paths relative to OUT; a name that is absolute or holds '..' is refused (the run
 stops before extracting anything), so nothing is ever written outside OUT.

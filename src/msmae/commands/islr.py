@@ -10,6 +10,7 @@ from msmae.utils import json_text, plural
 
 def add_finetune_arguments(p, *, probe: bool = False) -> None:
     """Arguments of ``msmae finetune islr`` (and of ``msmae probe`` with ``probe=True``)."""
+    from msmae.commands._help import ISLR_DATASETS, dataset_help
     from msmae.commands.pretrain import add_config_arguments
     from msmae.data.islr import DATASETS
 
@@ -17,10 +18,10 @@ def add_finetune_arguments(p, *, probe: bool = False) -> None:
     p.add_argument("--init", required=True, metavar="CHECKPOINT",
                    help="encoder to start from: a pre-training run or checkpoint directory, or `none` "
                    "(random initialisation" + ("; a random-feature baseline)" if probe else ", i.e. from scratch)"))
-    p.add_argument("--dataset", choices=DATASETS, help="annotation format (sets data.dataset)")
+    p.add_argument("--dataset", choices=DATASETS, help=dataset_help(ISLR_DATASETS))
     p.add_argument("--annotations", metavar="PATH", help="annotation file or folder (sets data.annotations)")
     p.add_argument("--poses", metavar="DIR", help="folder of pose files, one per video (sets data.poses)")
-    add_config_arguments(p)
+    add_config_arguments(p, "islr")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from its last complete checkpoint, exactly (also a run stopped by SIGTERM or "
                    "SIGUSR1, which ends with exit status 75 after a checkpoint)")

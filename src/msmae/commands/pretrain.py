@@ -7,14 +7,17 @@ import json
 from msmae.utils import json_text
 
 
-def add_config_arguments(p) -> None:
-    """``--config YAML`` and repeated ``--set key=value`` (shared by the training commands)."""
+def add_config_arguments(p, task: str) -> None:
+    """``--config YAML`` and repeated ``--set key=value`` (shared by the training commands); the example of
+    ``--set`` is a key of ``task``'s config."""
+    from msmae.commands._help import SET_EXAMPLES
+
     p.add_argument("--config", metavar="NAME|YAML",
                    help="a shipped config by name (e.g. pretrain/paper, wlasl, slt/p14t; `msmae configs` lists "
                    "them) or your own YAML file of overrides (a file that exists wins over a name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value by its dotted path, e.g. --set model.size=tiny "
-                   "--set train.steps=200 (repeatable; applied after --config)")
+                   f"--set {SET_EXAMPLES[task]} (repeatable; applied after --config)")
 
 
 def register(sub) -> None:
@@ -30,7 +33,7 @@ def register(sub) -> None:
         "(docs/data-order.md).")
     p.add_argument("--data", required=True, metavar="CORPUS", help="corpus directory made by `msmae pack`")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    add_config_arguments(p)
+    add_config_arguments(p, "pretrain")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN's latest checkpoint (same data order and losses as an uninterrupted run); "
                    "SIGTERM or SIGUSR1 stop a run after the step in flight with a checkpoint and exit status 75")

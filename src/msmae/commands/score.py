@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "BLEU-4 equals `sacrebleu REF -i HYP -m bleu -tok 13a|zh`) and ROUGE-L as the paper's source "
         "(TwoStreamSLT) computes it (sentence LCS F with beta = P/R, mean over sentences; words by "
         "whitespace, Chinese by character), with COCO's beta-1.2 ROUGE-L beside it as rouge_l_coco. For "
-        "Chinese the scores after the full-/half-width punctuation fix are reported too (*_punct_fixed). "
+        "Chinese the scores after the full-/half-width punctuation fix are reported too (the keys ending in _punct_fixed). "
         "Prints one JSON object.")
     p.add_argument("--hyp", required=True, help="hypotheses, one sentence per line")
     p.add_argument("--ref", required=True, help="references, line-parallel to --hyp")

@@ -10,6 +10,7 @@ from msmae.utils import json_text
 
 def add_finetune_arguments(p) -> None:
     """Arguments of ``msmae finetune slt``."""
+    from msmae.commands._help import SLT_DATASETS, dataset_help
     from msmae.commands.pretrain import add_config_arguments
     from msmae.data.slt import DATASETS
 
@@ -26,13 +27,13 @@ def add_finetune_arguments(p) -> None:
                    "(random initialisation, i.e. from scratch)")
     p.add_argument("--mbart", metavar="DIR", help="local copy of facebook/mbart-large-50-many-to-many-mmt "
                    "(sets translator.mbart; never downloaded)")
-    p.add_argument("--dataset", choices=DATASETS, help="annotation format (sets data.dataset)")
+    p.add_argument("--dataset", choices=DATASETS, help=dataset_help(SLT_DATASETS))
     p.add_argument("--annotations", metavar="PATH", help="annotation folder or file (sets data.annotations)")
     p.add_argument("--poses", metavar="DIR", help="folder of pose files (sets data.poses)")
     p.add_argument("--fusion", choices=("flat", "mean"), help="stream fusion (sets translator.fusion)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="keep the pose encoder frozen (sets translator.freeze_encoder; lr/clip from table 8)")
-    add_config_arguments(p)
+    add_config_arguments(p, "slt")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from its last complete checkpoint, exactly (also a run stopped by SIGTERM or "
                    "SIGUSR1, which ends with exit status 75 after a checkpoint)")
