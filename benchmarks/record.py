@@ -20,24 +20,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def provenance(command: list[str]) -> dict:
     import torch
 
     import msmae
+    from msmae.utils import cpu_model
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"name": "provenance", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["python"] + command), "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu,
+            "command": " ".join(["python"] + command), "cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu,
             "load_average": round(os.getloadavg()[0], 1),
             "python": platform.python_version(), "torch": torch.__version__, "msmae": msmae.__version__}
 
