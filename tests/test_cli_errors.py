@@ -64,3 +64,18 @@ def test_inspect_json_into_a_reader_that_leaves_early(tmp_path):
                        shell=True, capture_output=True, text=True, env=env, timeout=300)
     assert r.stdout.count("\n") == 1 and '"frames": 12' in r.stdout
     assert r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("device, says", [("bogus", "not a device"), ("cuda", "CUDA is not available")])
+def test_a_training_device_that_is_not_here_is_one_line_and_writes_no_run(tmp_path, capsys, monkeypatch, device, says):
+    """``--set train.device=...`` goes through the same check as ``--device`` (no traceback, no run folder)."""
+    from conftest import shared_path
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["pack", str(shared_path("dgs-corpus-sentences")), "--out", str(tmp_path / "corpus")]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(tmp_path / "corpus"), "--out", str(run), "--config", "pretrain/tiny",
+                 "--set", "train.steps=2", "--set", f"train.device={device}", "--no-progress"]) == 1
+    _one_line_error(capsys, "pretrain", f"train.device {device}", says)
+    assert not run.exists()

@@ -35,13 +35,38 @@ class DistInfo:
         return self.world_size > 1
 
 
+def check_device(name: str) -> torch.device:
+    """A device name other than ``auto`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) checked against this machine;
+    a :class:`ValueError` of one line when it is not a device or not here (the caller names the setting)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError("not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"CUDA is not available on this machine (torch {torch.__version__}"
+                             f"{', built without CUDA' if torch.version.cuda is None else ''})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"this machine has {torch.cuda.device_count()} GPU(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise ValueError("not available on this machine; use auto, cpu, cuda or cuda:N")
+
+
 def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when available, else CPU."""
+    """``auto`` -> ``cuda:<local_rank>`` when available, else CPU; any other name is checked
+    (:func:`check_device`: a one-line :class:`ValueError` naming ``train.device``)."""
+    device = (device or "auto").strip().lower()
     if device == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    d = torch.device(device)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but CUDA is not available")
+    try:
+        d = check_device(device)
+    except ValueError as e:
+        raise ValueError(f"train.device {device}: {e}") from None
     if d.type == "cuda" and d.index is None:
         d = torch.device(f"cuda:{local_rank}")
     return d
